@@ -1,0 +1,349 @@
+"""The catalog: an append-only Parquet lake, queried with DuckDB.
+
+Layout under the workspace::
+
+    lake/<table>/<key>.parquet   one file per task output; the source of truth
+    catalog.duckdb               views over the lake for any plain DuckDB client
+    .lock                        held by the one process that writes (ingest, round, ...)
+
+Parquet files are written to a temporary name and renamed, so a crash never leaves half a
+file, and their names are deterministic (``key``), so a rerun of the same step overwrites
+its own output instead of adding to it. Readers never hold a lock: every query opens an
+in-memory DuckDB over the Parquet files, which is why ``datawall sql`` answers while a
+round is writing (DuckDB locks a database *file* against all other processes while a
+writer holds it; we never keep such a writer open).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_TS = pa.timestamp("us", tz="UTC")
+
+# The columns every file of a table has. Writers may add more columns (e.g. one per
+# heuristic signal); views union files by name, so a column added later reads as NULL in
+# older files.
+SCHEMAS: dict[str, pa.Schema] = {
+    "candidates": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("content_hash", pa.string()),
+            ("source", pa.string()),
+            ("source_id", pa.string()),
+            ("row", pa.int64()),
+            ("role", pa.string()),
+            ("text", pa.string()),
+            ("n_chars", pa.int64()),
+            ("meta", pa.string()),
+            ("ingest_id", pa.string()),
+            ("round", pa.int32()),
+            ("ingested_at", _TS),
+        ]
+    ),
+    "quarantine": pa.schema(
+        [
+            ("source", pa.string()),
+            ("row", pa.int64()),
+            ("reason", pa.string()),
+            ("detail", pa.string()),
+            ("raw", pa.string()),
+            ("ingest_id", pa.string()),
+            ("round", pa.int32()),
+            ("quarantined_at", _TS),
+        ]
+    ),
+    "scores": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("round", pa.int32()),
+            ("model_id", pa.string()),
+            ("ref_model_id", pa.string()),
+            ("loss_model", pa.float64()),
+            ("loss_ref", pa.float64()),
+            ("learnability", pa.float64()),
+            ("quality", pa.float64()),
+            ("rule_reason", pa.string()),
+            ("scored_at", _TS),
+        ]
+    ),
+    "samples": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("round", pa.int32()),
+            ("model_id", pa.string()),
+            ("text", pa.string()),
+            ("loss_model", pa.float64()),
+            ("loss_ref", pa.float64()),
+            ("learnability", pa.float64()),
+            ("quality", pa.float64()),
+        ]
+    ),
+    "bars": pa.schema(
+        [
+            ("round", pa.int32()),
+            ("model_id", pa.string()),
+            ("bar", pa.float64()),
+            ("quantile", pa.float64()),
+            ("margin", pa.float64()),
+            ("n_samples", pa.int64()),
+            ("sample_quality_mean", pa.float64()),
+            ("quality_model", pa.string()),
+            ("n_positive", pa.int64()),
+            ("n_negative", pa.int64()),
+            ("created_at", _TS),
+        ]
+    ),
+    "decisions": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("round", pa.int32()),
+            ("decision", pa.string()),
+            ("reason", pa.string()),
+            ("decided_by", pa.string()),
+            ("model_id", pa.string()),
+            ("bar", pa.float64()),
+            ("quality", pa.float64()),
+            ("priority", pa.float64()),
+            ("queued", pa.bool_()),
+            ("duplicate_of", pa.string()),
+            ("decided_at", _TS),
+        ]
+    ),
+    "annotations": pa.schema(
+        [
+            ("annotation_id", pa.string()),
+            ("task_id", pa.string()),
+            ("candidate_id", pa.string()),
+            ("round", pa.int32()),
+            ("annotator", pa.string()),
+            ("choice", pa.string()),
+            ("corrected_text", pa.string()),
+            ("rationale", pa.string()),
+            ("export_file", pa.string()),
+            ("created_at", pa.string()),
+            ("imported_at", _TS),
+        ]
+    ),
+    "models": pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("round", pa.int32()),
+            ("role", pa.string()),
+            ("parent_id", pa.string()),
+            ("path", pa.string()),
+            ("n_params", pa.int64()),
+            ("steps", pa.int64()),
+            ("tokens_seen", pa.int64()),
+            ("train_docs", pa.int64()),
+            ("val_bpb", pa.float64()),
+            ("wall_s", pa.float64()),
+            ("config", pa.string()),
+            ("created_at", _TS),
+        ]
+    ),
+    "rounds": pa.schema(
+        [
+            ("round", pa.int32()),
+            ("model_id", pa.string()),
+            ("ref_model_id", pa.string()),
+            ("bar", pa.float64()),
+            ("n_scored", pa.int64()),
+            ("n_accept", pa.int64()),
+            ("n_reject", pa.int64()),
+            ("n_hard", pa.int64()),
+            ("n_queued", pa.int64()),
+            ("new_model_id", pa.string()),
+            ("val_bpb", pa.float64()),
+            ("settings", pa.string()),
+            ("started_at", _TS),
+            ("finished_at", _TS),
+        ]
+    ),
+}
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]*$")
+
+
+class WorkspaceBusy(RuntimeError):
+    """Another process holds the workspace's writer lock."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _view_sql() -> list[str]:
+    """Derived views, one statement each, from ``pipelines/sql/views.sql``."""
+    body = resources.files("pipelines").joinpath("sql/views.sql").read_text(encoding="utf-8")
+    body = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--"))
+    return [stmt.strip() for stmt in body.split(";") if stmt.strip()]
+
+
+def load_sql(name: str) -> str:
+    """A named query from ``pipelines/sql/NAME.sql``."""
+    return resources.files("pipelines").joinpath(f"sql/{name}.sql").read_text(encoding="utf-8")
+
+
+class Catalog:
+    """One workspace's lake. Cheap to construct; holds no open connection."""
+
+    def __init__(self, home: Path | str):
+        self.home = Path(home).resolve()
+        self.lake = self.home / "lake"
+
+    # -- layout -------------------------------------------------------------------------
+    def table_dir(self, table: str) -> Path:
+        if table not in SCHEMAS:
+            raise KeyError(f"unknown table {table!r}; tables: {', '.join(SCHEMAS)}")
+        return self.lake / table
+
+    def init(self) -> Catalog:
+        """Create the lake (one empty schema file per table) and ``catalog.duckdb``. Idempotent."""
+        for table, schema in SCHEMAS.items():
+            d = self.table_dir(table)
+            d.mkdir(parents=True, exist_ok=True)
+            marker = d / "_schema.parquet"
+            if not marker.exists():
+                self._write_atomic(marker, schema.empty_table())
+        if not (self.home / "catalog.duckdb").exists():
+            self.write_duckdb_file()
+        return self
+
+    @property
+    def initialised(self) -> bool:
+        return all((self.table_dir(t) / "_schema.parquet").exists() for t in SCHEMAS)
+
+    # -- writing ------------------------------------------------------------------------
+    def write(self, table: str, data: pa.Table, key: str) -> Path:
+        """Write ``data`` as ``lake/TABLE/KEY.parquet`` atomically; returns the path.
+
+        The schema's columns are required and cast to their types; extra columns are kept.
+        Writing the same key again replaces the file, which makes reruns idempotent.
+        """
+        if not _KEY_RE.match(key):
+            raise ValueError(f"bad file key {key!r}: use letters, digits, '.', '_', '=', '-'")
+        schema = SCHEMAS[table]
+        missing = [f.name for f in schema if f.name not in data.column_names]
+        if missing:
+            raise ValueError(f"table {table}: missing column(s) {missing}")
+        columns = [data.column(f.name).cast(f.type) for f in schema]
+        extra = [n for n in data.column_names if n not in schema.names]
+        out = pa.table(columns + [data.column(n) for n in extra], names=schema.names + extra)
+        path = self.table_dir(table) / f"{key}.parquet"
+        self._write_atomic(path, out)
+        return path
+
+    def exists(self, table: str, key: str) -> bool:
+        return (self.table_dir(table) / f"{key}.parquet").exists()
+
+    @staticmethod
+    def _write_atomic(path: Path, table: pa.Table) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @contextlib.contextmanager
+    def writer(self, what: str) -> Iterator[None]:
+        """Hold the workspace's single-writer lock, or raise :class:`WorkspaceBusy` at once."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        lock_path = self.home / ".lock"
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole block
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise WorkspaceBusy(
+                    f"workspace {self.home} is being written by {holder}; "
+                    "wait for it to finish, then run this again"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} ({what}, since {now():%Y-%m-%d %H:%M:%S} UTC)")
+            fh.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fh.truncate(0)
+            fh.close()
+
+    # -- reading ------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with one view per table and the derived views."""
+        if not self.initialised:
+            raise FileNotFoundError(
+                f"no datawall workspace at {self.home}: run `datawall ingest` or `datawall demo` first"
+            )
+        con = duckdb.connect(":memory:")
+        for stmt in self._base_view_sql():
+            con.execute(stmt)
+        for stmt in _view_sql():
+            con.execute(stmt)
+        return con
+
+    def _base_view_sql(self) -> list[str]:
+        return [
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet("
+            f"{_sql_literal(str(self.table_dir(table) / '*.parquet'))}, union_by_name = true)"
+            for table in SCHEMAS
+        ]
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+        con = self.connect()
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
+        finally:
+            con.close()
+
+    def named(self, name: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Run the query in ``pipelines/sql/NAME.sql`` with bound parameters."""
+        return self.query(load_sql(name), params)
+
+    def scalar(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
+        table = self.query(sql, params)
+        return table.column(0)[0].as_py() if table.num_rows else None
+
+    def write_duckdb_file(self) -> Path:
+        """(Re)write ``catalog.duckdb``: views only, so it stays valid as the lake grows."""
+        path = self.home / "catalog.duckdb"
+        tmp = path.with_name(f".catalog.{os.getpid()}.duckdb")
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            for stmt in self._base_view_sql() + _view_sql():
+                con.execute(stmt)
+        finally:
+            con.close()
+        for _ in range(3):
+            try:
+                os.replace(tmp, path)
+                break
+            except OSError:  # pragma: no cover - a client had it open on a platform that cares
+                time.sleep(0.1)
+        return path
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
