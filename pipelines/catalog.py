@@ -238,6 +238,7 @@ class Catalog:
         The schema's columns are required and cast to their types; extra columns are kept.
         Writing the same key again replaces the file, which makes reruns idempotent.
         """
+        directory = self.table_dir(table)
         if not _KEY_RE.match(key):
             raise ValueError(f"bad file key {key!r}: use letters, digits, '.', '_', '=', '-'")
         schema = SCHEMAS[table]
@@ -247,7 +248,7 @@ class Catalog:
         columns = [data.column(f.name).cast(f.type) for f in schema]
         extra = [n for n in data.column_names if n not in schema.names]
         out = pa.table(columns + [data.column(n) for n in extra], names=schema.names + extra)
-        path = self.table_dir(table) / f"{key}.parquet"
+        path = directory / f"{key}.parquet"
         self._write_atomic(path, out)
         return path
 

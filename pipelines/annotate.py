@@ -1,0 +1,145 @@
+"""The annotate step, embedded default: a file queue in Label Studio's import format.
+
+``push`` writes the round's queued hard cases to ``HOME/annotations/queue/round-NNNN.json``
+(importable into any Label Studio project with the config from ``annotation``), each
+task carrying the model's guess as a prediction. ``import_export`` reads a Label Studio
+JSON export back: every annotation is stored once (by its id), a consensus is taken per
+candidate over all its annotations so far, and the consensus becomes an ``expert``
+decision. Re-importing the same export changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from annotation.consensus import consensus
+from annotation.queue import AnnotationRecord, parse_export, write_queue
+from annotation.tasks import build_tasks
+from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.settings import Settings
+
+
+def queue_path(catalog: Catalog, round_: int) -> Path:
+    return catalog.home / "annotations" / "queue" / f"round-{round_:04d}.json"
+
+
+def push(catalog: Catalog, settings: Settings, round_: int, model_id: str) -> tuple[Path, int]:
+    """Write the round's queued hard cases as Label Studio tasks; returns (file, n_tasks)."""
+    rows = catalog.named("queued_tasks", [round_]).to_pylist()
+    tasks = build_tasks(rows, model_version=model_id, cfg=settings.annotation)
+    path = write_queue(queue_path(catalog, round_), tasks)
+    return path, len(tasks)
+
+
+@dataclass
+class ImportReport:
+    file: str
+    annotations_read: int = 0
+    annotations_new: int = 0
+    malformed: int = 0
+    decisions: int = 0
+    errors: list[str] = field(default_factory=list)
+    already_imported: bool = False
+
+
+def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int) -> ImportReport:
+    """Store a Label Studio JSON export's annotations and the experts' decisions."""
+    path = Path(path).resolve()
+    data = path.read_bytes()
+    key = "import-" + hashlib.sha256(data).hexdigest()[:16]
+    report = ImportReport(file=str(path))
+    if catalog.exists("annotations", key):
+        report.already_imported = True
+        return report
+    parsed = parse_export(path, settings.annotation)
+    report.annotations_read = len(parsed.records)
+    report.malformed = len(parsed.errors)
+    report.errors = [str(e) for e in parsed.errors]
+
+    known_candidates = set(
+        catalog.query("SELECT candidate_id FROM candidates").column(0).to_pylist()
+    )
+    seen = set(catalog.query("SELECT annotation_id FROM annotations").column(0).to_pylist())
+    stamp = now()
+    new_rows = []
+    for rec in parsed.records:
+        if rec.candidate_id not in known_candidates:
+            report.malformed += 1
+            report.errors.append(
+                f"{path}: task {rec.task_id}: candidate {rec.candidate_id!r} is not in this workspace"
+            )
+            continue
+        # Label Studio numbers annotations per server: qualify by candidate to stay unique
+        annotation_id = f"{rec.candidate_id}:{rec.annotation_id}"
+        if annotation_id in seen:
+            continue
+        seen.add(annotation_id)
+        new_rows.append(
+            {
+                "annotation_id": annotation_id,
+                "task_id": None if rec.task_id is None else str(rec.task_id),
+                "candidate_id": rec.candidate_id,
+                "round": round_,
+                "annotator": rec.annotator,
+                "choice": rec.choice,
+                "corrected_text": rec.corrected_text,
+                "rationale": rec.rationale,
+                "export_file": str(path),
+                "created_at": rec.created_at,
+                "imported_at": stamp,
+            }
+        )
+    report.annotations_new = len(new_rows)
+    touched = sorted({r["candidate_id"] for r in new_rows})
+    decisions = []
+    if touched:
+        # consensus over every annotation of the touched candidates, old and new
+        previous = catalog.query(
+            "SELECT * FROM annotations WHERE list_contains(?, candidate_id)", [touched]
+        ).to_pylist()
+        records = [_record_from_row(r) for r in previous + new_rows]
+        for agreed in consensus(records):
+            if agreed.label is None:
+                continue
+            decisions.append(
+                {
+                    "candidate_id": agreed.candidate_id,
+                    "round": round_,
+                    "decision": agreed.label,
+                    "reason": f"expert_{agreed.label}",
+                    "decided_by": "expert",
+                    "model_id": None,
+                    "bar": None,
+                    "quality": agreed.agreement,
+                    "priority": None,
+                    "queued": False,
+                    "duplicate_of": None,
+                    "decided_at": stamp,
+                }
+            )
+    report.decisions = len(decisions)
+    if decisions:
+        catalog.write("decisions", pa.Table.from_pylist(decisions, SCHEMAS["decisions"]), key)
+    # the annotations file goes last: it marks the import complete
+    catalog.write("annotations", pa.Table.from_pylist(new_rows, SCHEMAS["annotations"]), key)
+    return report
+
+
+def _record_from_row(row: dict) -> AnnotationRecord:
+    return AnnotationRecord(
+        task_id=row["task_id"],
+        candidate_id=row["candidate_id"],
+        annotation_id=row["annotation_id"],
+        annotator=row["annotator"],
+        choice=row["choice"],
+        corrected_text=row["corrected_text"],
+        rationale=row["rationale"],
+        was_cancelled=False,
+        lead_time=None,
+        created_at=row["created_at"],
+        updated_at=None,
+    )

@@ -1,0 +1,343 @@
+"""The ``datawall`` command line (Typer). ``datawall --help`` lists the commands.
+
+Every command takes ``--home DIR`` (or ``DATAWALL_HOME``) to choose the workspace. Commands
+that write hold the workspace's writer lock; ``sql`` and ``report`` never do, so they answer
+while a round is running.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.catalog import Catalog, WorkspaceBusy
+from pipelines.settings import load_settings, resolve_home
+
+app = typer.Typer(
+    help="datawall: keep only data above the model's level, send hard cases to experts, "
+    "train an SSM on what is accepted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+annotate_app = typer.Typer(help="Hard cases for experts: push, import, pull, status.")
+app.add_typer(annotate_app, name="annotate")
+
+out = Console()
+err = Console(stderr=True)
+
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", envvar="DATAWALL_HOME", help="Workspace folder [default: ./datawall-home]"
+    ),
+]
+
+
+def _catalog(home: Path | None, must_exist: bool = False) -> Catalog:
+    catalog = Catalog(resolve_home(home))
+    if must_exist and not catalog.initialised:
+        err.print(f"[red]error:[/] no datawall workspace at {catalog.home}")
+        raise typer.Exit(2)
+    return catalog
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _print_table(table, title: str | None = None) -> None:
+    view = Table(title=title, show_lines=False)
+    for name in table.column_names:
+        view.add_column(name)
+    for row in table.to_pylist():
+        view.add_row(*("" if v is None else _fmt(v) for v in row.values()))
+    out.print(view)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# -- ingest -------------------------------------------------------------------------------
+@app.command("ingest")
+def ingest_cmd(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="JSONL/Parquet/CSV file, folder of .txt, saved dataset, or hf:NAME[:CONFIG][@SPLIT]"
+        ),
+    ],
+    role: Annotated[str, typer.Option(help="pool | trusted | validation")] = "pool",
+    text_field: Annotated[str, typer.Option(help="Field holding the text")] = "text",
+    id_field: Annotated[
+        str | None, typer.Option(help="Field holding your own id (kept as source_id)")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Read a source: normalise, give stable ids, record exact duplicates, quarantine bad rows."""
+    from pipelines.flows import current_round
+    from pipelines.ingest import ingest
+    from pipelines.progress import progress_bar
+    from pipelines.sources import SourceError
+
+    catalog = _catalog(home)
+    settings = load_settings(catalog.home)
+    try:
+        with (
+            catalog.writer(f"datawall ingest {source}"),
+            progress_bar(f"ingest {Path(source).name}", None) as advance,
+        ):
+            catalog.init()
+            report = ingest(
+                catalog,
+                source,
+                role=role,
+                text_field=text_field,
+                id_field=id_field,
+                cfg=settings.ingest,
+                round_=current_round(catalog),
+                progress=advance,
+            )
+    except (SourceError, ValueError, WorkspaceBusy) as exc:
+        raise _fail(str(exc)) from None
+    summary = report.summary()
+    out.print_json(data=summary)
+    if report.quarantined:
+        err.print(
+            f"[yellow]{report.quarantined} row(s) quarantined[/]; see them with: "
+            'datawall sql "SELECT source, row, reason, detail FROM quarantine"'
+        )
+
+
+# -- round steps --------------------------------------------------------------------------
+@app.command("round")
+def round_cmd(
+    budget: Annotated[
+        int | None, typer.Option(help="Max hard cases sent to experts this round")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """One whole round as a Prefect flow: score → route → annotate → train."""
+    from pipelines.flows import curation_round
+
+    catalog = _catalog(home, must_exist=True)
+    try:
+        summary = curation_round(home=str(catalog.home), budget=budget)
+    except WorkspaceBusy as exc:
+        raise _fail(str(exc)) from None
+    out.print_json(data=json.loads(json.dumps(summary, default=str)))
+
+
+@app.command("score")
+def score_cmd(home: Home = None) -> None:
+    """Sample the current model, set the bar, and score every undecided candidate."""
+    from pipelines import modelling, score
+    from pipelines.flows import current_round
+
+    catalog = _catalog(home, must_exist=True)
+    settings = load_settings(catalog.home)
+    with catalog.writer("datawall score"):
+        round_ = current_round(catalog)
+        reference = modelling.ensure_reference(catalog, settings)
+        current = modelling.scorer_model(catalog) or reference
+        bar = score.model_bar(catalog, settings, round_, current, reference)
+        n = score.score_candidates(catalog, settings, round_, current, reference, bar)
+    out.print(
+        f"round {round_}: bar {bar.bar:.4f} (model {current.model_id}); {n} candidates scored"
+    )
+
+
+@app.command("route")
+def route_cmd(
+    budget: Annotated[int | None, typer.Option(help="Max hard cases sent to experts")] = None,
+    home: Home = None,
+) -> None:
+    """Decide accept / reject / hard for the round's scored candidates."""
+    from pipelines import route, score
+    from pipelines.flows import _with_budget, current_round
+
+    catalog = _catalog(home, must_exist=True)
+    settings = _with_budget(load_settings(catalog.home), budget)
+    with catalog.writer("datawall route"):
+        round_ = current_round(catalog)
+        bar = score.read_bar(catalog, round_)
+        if bar is None:
+            raise _fail(f"round {round_} has no bar yet: run `datawall score` first")
+        counts = route.route_round(catalog, settings, round_, bar)
+    for (decision, reason), n in sorted(counts.items()):
+        out.print(f"{decision:7s} {reason:20s} {n}")
+
+
+@app.command("train")
+def train_cmd(home: Home = None) -> None:
+    """Continue the current model on trusted + accepted text and register the checkpoint."""
+    from pipelines import modelling
+    from pipelines.flows import current_round
+
+    catalog = _catalog(home, must_exist=True)
+    settings = load_settings(catalog.home)
+    with catalog.writer("datawall train"):
+        reference = modelling.ensure_reference(catalog, settings)
+        parent = modelling.scorer_model(catalog) or reference
+        model = modelling.train_round_model(catalog, settings, current_round(catalog), parent)
+    row = catalog.query(
+        "SELECT model_id, val_bpb, steps, train_docs FROM models WHERE model_id = ?",
+        [model.model_id],
+    )
+    _print_table(row, "model")
+
+
+# -- annotation ---------------------------------------------------------------------------
+@annotate_app.command("push")
+def annotate_push(home: Home = None) -> None:
+    """Write the round's queued hard cases to the Label Studio import file."""
+    from pipelines import annotate
+    from pipelines.flows import current_round
+
+    catalog = _catalog(home, must_exist=True)
+    settings = load_settings(catalog.home)
+    with catalog.writer("datawall annotate push"):
+        round_ = current_round(catalog)
+        model_id = (
+            catalog.scalar("SELECT model_id FROM bars WHERE round = ?", [round_]) or "unknown"
+        )
+        path, n = annotate.push(catalog, settings, round_, model_id)
+    out.print(f"{n} task(s) in {path}")
+
+
+@annotate_app.command("import")
+def annotate_import(
+    file: Annotated[
+        Path, typer.Argument(help="A Label Studio JSON export", exists=True, dir_okay=False)
+    ],
+    home: Home = None,
+) -> None:
+    """Read a Label Studio JSON export back: annotations, consensus, expert decisions."""
+    from pipelines import annotate
+    from pipelines.flows import current_round
+
+    catalog = _catalog(home, must_exist=True)
+    settings = load_settings(catalog.home)
+    try:
+        with catalog.writer("datawall annotate import"):
+            report = annotate.import_export(catalog, settings, file, current_round(catalog))
+    except (ValueError, WorkspaceBusy) as exc:
+        raise _fail(str(exc)) from None
+    for line in report.errors:
+        err.print(f"[yellow]skipped:[/] {line}")
+    if report.already_imported:
+        out.print(f"{file}: already imported; nothing changed")
+        return
+    out.print(
+        f"{report.annotations_new} new annotation(s) of {report.annotations_read} read, "
+        f"{report.malformed} skipped, {report.decisions} expert decision(s)"
+    )
+
+
+@annotate_app.command("pull")
+def annotate_pull(home: Home = None) -> None:
+    """Import every export in HOME/annotations/inbox/ (the hourly deployment runs this)."""
+    from pipelines.flows import annotation_pull
+
+    catalog = _catalog(home, must_exist=True)
+    out.print_json(data=annotation_pull(home=str(catalog.home)))
+
+
+@annotate_app.command("status")
+def annotate_status(home: Home = None) -> None:
+    """Hard cases queued, answered and waiting, per round."""
+    catalog = _catalog(home, must_exist=True)
+    _print_table(catalog.named("annotation_status"), "annotation status")
+
+
+# -- querying -----------------------------------------------------------------------------
+@app.command("sql")
+def sql_cmd(
+    query: Annotated[
+        str, typer.Argument(help="A DuckDB SQL query over the catalog's tables and views")
+    ],
+    format: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    home: Home = None,
+) -> None:
+    """Query the catalog with DuckDB SQL (read-only; works while a round runs)."""
+    import duckdb
+
+    if format not in ("table", "csv", "json"):
+        raise _fail(f"--format must be table, csv or json, not {format!r}", 2)
+    catalog = _catalog(home, must_exist=True)
+    try:
+        result = catalog.query(query)
+    except duckdb.Error as exc:
+        raise _fail(str(exc)) from None
+    if format == "table":
+        _print_table(result)
+    elif format == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(result, sys.stdout.buffer)
+    else:
+        sys.stdout.write(json.dumps(result.to_pylist(), default=str, ensure_ascii=False) + "\n")
+
+
+@app.command("report")
+def report_cmd(home: Home = None) -> None:
+    """A summary of every round: bar, decisions, model and validation loss."""
+    catalog = _catalog(home, must_exist=True)
+    _print_table(catalog.named("round_report"), "rounds")
+    _print_table(catalog.named("decision_counts"), "latest decisions")
+
+
+# -- demo & deploy ------------------------------------------------------------------------
+@app.command("demo")
+def demo_cmd(
+    seed: Annotated[int, typer.Option(help="Seed of the demo corpus")] = 0,
+    budget: Annotated[int | None, typer.Option(help="Max hard cases sent to experts")] = None,
+    home: Home = None,
+) -> None:
+    """Build the offline demo corpus (Python's own docstrings + junk), ingest it, run one round."""
+    from pipelines.demo_corpus import build_demo_corpus
+    from pipelines.flows import curation_round
+
+    start = time.time()
+    catalog = _catalog(home)
+    catalog.init()
+    data_dir = catalog.home / "demo-data"
+    paths = build_demo_corpus(data_dir, seed=seed)
+    for role in ("trusted", "validation", "pool"):
+        ingest_cmd(str(paths[role]), role=role, text_field="text", id_field="id", home=catalog.home)
+    summary = curation_round(home=str(catalog.home), budget=budget)
+    out.print_json(data=json.loads(json.dumps(summary, default=str)))
+    report_cmd(home=catalog.home)
+    out.print(
+        f"\n[bold]demo finished in {time.time() - start:.0f} s.[/] Workspace: {catalog.home}\n"
+        f'  datawall sql "SELECT decision, reason, count(*) FROM latest_decisions GROUP BY ALL" --home {catalog.home}\n'
+        f"  duckdb {catalog.home / 'catalog.duckdb'}\n"
+        f"  hard cases for Label Studio: {summary['queue']['queue']}"
+    )
+
+
+@app.command("deploy")
+def deploy_cmd(
+    prefect_file: Annotated[Path, typer.Option(help="Deployments file")] = Path("flows.yaml"),
+) -> None:
+    """Register the deployments of flows.yaml with the configured Prefect server."""
+    if not prefect_file.exists():
+        raise _fail(f"{prefect_file}: no such file")
+    prefect = Path(sys.executable).with_name("prefect")
+    cmd = [str(prefect), "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all"]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,233 @@
+"""Prefect flows: one curation round, ingest, and the annotation pull.
+
+Flows read like the recipe in DESIGN.md; each task is a thin wrapper around one step
+function. Nothing here retries: the embedded defaults touch no network (the Label Studio
+tasks that will, get retries). Deployments and schedules are declared in ``flows.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+
+from pipelines import annotate, modelling, route, score
+from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.ingest import ingest
+from pipelines.modelling import ModelRef
+from pipelines.settings import Settings, load_settings, resolve_home
+
+
+def current_round(catalog: Catalog) -> int:
+    """The round being worked on: one past the last finished round."""
+    last = catalog.scalar("SELECT max(round) FROM rounds")
+    return 1 if last is None else int(last) + 1
+
+
+def workspace(home: str | None) -> tuple[Catalog, Settings]:
+    path = resolve_home(home)
+    catalog = Catalog(path).init()
+    return catalog, load_settings(path)
+
+
+# -- tasks --------------------------------------------------------------------------------
+@task(name="ingest")
+def ingest_task(
+    home: str, source: str, role: str, text_field: str, id_field: str | None
+) -> dict[str, Any]:
+    catalog, settings = workspace(home)
+    report = ingest(
+        catalog,
+        source,
+        role=role,
+        text_field=text_field,
+        id_field=id_field,
+        cfg=settings.ingest,
+        round_=current_round(catalog),
+    )
+    return report.summary()
+
+
+@task(name="models")
+def models_task(home: str) -> tuple[ModelRef, ModelRef]:
+    """The round's scorer and the reference model, training the reference if needed."""
+    catalog, settings = workspace(home)
+    reference = modelling.ensure_reference(catalog, settings)
+    return modelling.scorer_model(catalog) or reference, reference
+
+
+@task(name="score")
+def score_task(
+    home: str, round_: int, current: ModelRef, reference: ModelRef, budget: int | None
+) -> score.Bar:
+    catalog, settings = workspace(home)
+    settings = _with_budget(settings, budget)
+    bar = score.model_bar(catalog, settings, round_, current, reference)
+    n = score.score_candidates(catalog, settings, round_, current, reference, bar)
+    get_run_logger().info("round %d: bar %.4f, %d candidates scored", round_, bar.bar, n)
+    return bar
+
+
+@task(name="route")
+def route_task(home: str, round_: int, bar: score.Bar, budget: int | None) -> dict[str, int]:
+    catalog, settings = workspace(home)
+    counts = route.route_round(catalog, _with_budget(settings, budget), round_, bar)
+    return {f"{d}/{r}": n for (d, r), n in sorted(counts.items())}
+
+
+@task(name="annotate")
+def annotate_task(home: str, round_: int, model_id: str) -> dict[str, Any]:
+    catalog, settings = workspace(home)
+    path, n = annotate.push(catalog, settings, round_, model_id)
+    return {"queue": str(path), "tasks": n}
+
+
+@task(name="train")
+def train_task(home: str, round_: int, parent: ModelRef) -> ModelRef:
+    catalog, settings = workspace(home)
+    return modelling.train_round_model(catalog, settings, round_, parent)
+
+
+@task(name="finish-round")
+def finish_round_task(
+    home: str,
+    round_: int,
+    current: ModelRef,
+    reference: ModelRef,
+    bar: score.Bar,
+    new_model: ModelRef,
+    budget: int | None,
+    started_at: Any,
+) -> dict[str, Any]:
+    catalog, settings = workspace(home)
+    return finish_round(
+        catalog,
+        _with_budget(settings, budget),
+        round_,
+        current,
+        reference,
+        bar,
+        new_model,
+        started_at,
+    )
+
+
+def _with_budget(settings: Settings, budget: int | None) -> Settings:
+    return settings if budget is None else settings.with_overrides({"route.budget": budget})
+
+
+def finish_round(
+    catalog: Catalog,
+    settings: Settings,
+    round_: int,
+    current: ModelRef,
+    reference: ModelRef,
+    bar: score.Bar,
+    new_model: ModelRef,
+    started_at: Any,
+) -> dict[str, Any]:
+    """Record the round in ``rounds``; from now on ``current_round`` is the next one."""
+    counts = Counter(
+        dict(
+            (r["decision"], r["n"])
+            for r in catalog.query(
+                "SELECT decision, count(*) AS n FROM decisions WHERE round = ? "
+                "AND decided_by <> 'expert' GROUP BY 1",
+                [round_],
+            ).to_pylist()
+        )
+    )
+    queued = catalog.scalar("SELECT count(*) FROM decisions WHERE round = ? AND queued", [round_])
+    n_scored = catalog.scalar("SELECT count(*) FROM scores WHERE round = ?", [round_])
+    val_bpb = catalog.scalar("SELECT val_bpb FROM models WHERE model_id = ?", [new_model.model_id])
+    row = {
+        "round": round_,
+        "model_id": current.model_id,
+        "ref_model_id": reference.model_id,
+        "bar": bar.bar,
+        "n_scored": n_scored,
+        "n_accept": counts["accept"],
+        "n_reject": counts["reject"],
+        "n_hard": counts["hard"],
+        "n_queued": queued,
+        "new_model_id": new_model.model_id,
+        "val_bpb": val_bpb,
+        "settings": settings.to_json(),
+        "started_at": started_at,
+        "finished_at": now(),
+    }
+    catalog.write("rounds", pa.Table.from_pylist([row], SCHEMAS["rounds"]), f"round-{round_:04d}")
+    return {k: v for k, v in row.items() if k != "settings"}
+
+
+# -- flows --------------------------------------------------------------------------------
+@flow(name="curation-round", log_prints=True)
+def curation_round(home: str | None = None, budget: int | None = None) -> dict[str, Any]:
+    """score → route → annotate → train, on what the workspace holds.
+
+    With no model yet, the reference model is first trained on the trusted set.
+    """
+    home = str(resolve_home(home))
+    catalog = Catalog(home).init()
+    with catalog.writer("curation round"):
+        round_ = current_round(catalog)
+        started_at = now()
+        current, reference = models_task(home)
+        bar = score_task(home, round_, current, reference, budget)
+        decisions = route_task(home, round_, bar, budget)
+        queue = annotate_task(home, round_, current.model_id)
+        new_model = train_task(home, round_, current)
+        summary = finish_round_task(
+            home, round_, current, reference, bar, new_model, budget, started_at
+        )
+    get_run_logger().info("round %d finished: %s", round_, decisions)
+    return {**summary, "decisions": decisions, "queue": queue}
+
+
+@flow(name="ingest")
+def ingest_flow(
+    source: str,
+    home: str | None = None,
+    role: str = "pool",
+    text_field: str = "text",
+    id_field: str | None = None,
+) -> dict[str, Any]:
+    """Ingest one source (file, folder, saved dataset or ``hf:NAME``) into the workspace."""
+    home = str(resolve_home(home))
+    catalog = Catalog(home).init()
+    with catalog.writer(f"ingest {source}"):
+        return ingest_task(home, source, role, text_field, id_field)
+
+
+@flow(name="annotation-pull")
+def annotation_pull(home: str | None = None) -> dict[str, Any]:
+    """Import every Label Studio export dropped in ``HOME/annotations/inbox/``.
+
+    Imported files move to ``inbox/done/``; a file that fails stays, with the error logged.
+    """
+    catalog, settings = workspace(home)
+    inbox = catalog.home / "annotations" / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    done = inbox / "done"
+    logger = get_run_logger()
+    totals: Counter = Counter()
+    with catalog.writer("annotation pull"):
+        round_ = current_round(catalog)
+        for path in sorted(inbox.glob("*.json")):
+            try:
+                report = annotate.import_export(catalog, settings, path, round_)
+            except ValueError as exc:
+                logger.error("%s", exc)
+                totals["failed_files"] += 1
+                continue
+            for err in report.errors:
+                logger.warning("%s", err)
+            totals["files"] += 1
+            totals["annotations_new"] += report.annotations_new
+            totals["decisions"] += report.decisions
+            done.mkdir(exist_ok=True)
+            Path(path).replace(done / path.name)
+    return dict(totals)

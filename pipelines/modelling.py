@@ -1,0 +1,163 @@
+"""The model registry: which checkpoint scores this round, and training new ones.
+
+- The **reference model** is trained once on the trusted set (role ``trusted``) and
+  validated on the ``validation`` role. It is the "irreducible loss" model of RHO-LOSS.
+- The **current model** scores a round. Before any round has trained one, the reference
+  model is the current model. Each round trains a new current model, continued from the
+  previous one, on trusted + accepted text (expert-corrected where an expert fixed it).
+
+Checkpoints live in ``HOME/models/MODEL_ID``; ``trainer.train`` makes training resumable
+and idempotent in that folder, so a killed round resumes training where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.progress import step_bar
+from pipelines.settings import Settings
+from trainer.checkpoint import load_model
+from trainer.train import TrainResult, train
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    model_id: str
+    path: Path
+    role: str
+
+
+def _digest(*parts: object) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x1f")
+    return h.hexdigest()[:12]
+
+
+def trusted_texts(catalog: Catalog) -> list[str]:
+    return catalog.named("role_texts", ["trusted"]).column("text").to_pylist()
+
+
+def validation_texts(catalog: Catalog) -> list[str]:
+    return catalog.named("role_texts", ["validation"]).column("text").to_pylist()
+
+
+def latest_model(catalog: Catalog, role: str) -> ModelRef | None:
+    rows = catalog.query(
+        "SELECT model_id, path FROM latest_models WHERE role = ?", [role]
+    ).to_pylist()
+    if not rows:
+        return None
+    return ModelRef(rows[0]["model_id"], Path(rows[0]["path"]), role)
+
+
+def scorer_model(catalog: Catalog) -> ModelRef | None:
+    """The model that scores the next round: the latest trained one, else the reference."""
+    return latest_model(catalog, "current") or latest_model(catalog, "reference")
+
+
+def ensure_reference(catalog: Catalog, settings: Settings) -> ModelRef:
+    """Train and register the reference model if the workspace has none."""
+    existing = latest_model(catalog, "reference")
+    if existing is not None:
+        return existing
+    texts = trusted_texts(catalog)
+    if not texts:
+        raise RuntimeError(
+            f"{catalog.home}: no trusted text to train the reference model on; "
+            "ingest some with `datawall ingest SOURCE --role trusted`"
+        )
+    model_id = "ref-" + _digest(sorted(texts), settings.model.to_dict(), settings.train.to_dict())
+    return _train_and_register(
+        catalog, settings, model_id, "reference", texts, init_from=None, parent=None, round_=0
+    )
+
+
+def train_round_model(
+    catalog: Catalog, settings: Settings, round_: int, parent: ModelRef
+) -> ModelRef:
+    """Continue ``parent`` on trusted + accepted text and register the result for ``round_``."""
+    accepted = catalog.query("SELECT text FROM accepted_texts ORDER BY candidate_id")
+    texts = trusted_texts(catalog) + accepted.column("text").to_pylist()
+    model_id = f"r{round_:03d}-" + _digest(
+        parent.model_id, sorted(texts), settings.model.to_dict(), settings.train.to_dict()
+    )
+    existing = catalog.query("SELECT model_id, path FROM models WHERE model_id = ?", [model_id])
+    if existing.num_rows:
+        return ModelRef(model_id, Path(existing.column("path")[0].as_py()), "current")
+    return _train_and_register(
+        catalog,
+        settings,
+        model_id,
+        "current",
+        texts,
+        init_from=parent.path,
+        parent=parent.model_id,
+        round_=round_,
+    )
+
+
+def _train_and_register(
+    catalog: Catalog,
+    settings: Settings,
+    model_id: str,
+    role: str,
+    texts: list[str],
+    *,
+    init_from: Path | None,
+    parent: str | None,
+    round_: int,
+) -> ModelRef:
+    out_dir = catalog.home / "models" / model_id
+    with step_bar(f"train {model_id}", settings.train.steps) as progress:
+        result: TrainResult = train(
+            texts,
+            validation_texts(catalog),
+            settings.model,
+            settings.train,
+            out_dir,
+            init_from=init_from,
+            progress=progress,
+        )
+    model, _ = load_model(out_dir)
+    row = {
+        "model_id": model_id,
+        "round": round_,
+        "role": role,
+        "parent_id": parent,
+        "path": str(out_dir),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "train_docs": len(texts),
+        "val_bpb": result.val_bpb,
+        "wall_s": result.wall_s,
+        "config": json.dumps(
+            {"model": settings.model.to_dict(), "train": settings.train.to_dict()}
+        ),
+        "created_at": now(),
+    }
+    catalog.write("models", pa.Table.from_pylist([row], SCHEMAS["models"]), f"model-{model_id}")
+    return ModelRef(model_id, out_dir, role)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int) -> torch.nn.Module:
+    model, _ = load_model(Path(path))
+    model.eval()
+    return model
+
+
+def load(ref: ModelRef) -> torch.nn.Module:
+    """Load a registered checkpoint (cached per process, keyed by the file's mtime)."""
+    weights = ref.path / "model.safetensors"
+    return _load_cached(str(ref.path), weights.stat().st_mtime_ns)

@@ -1,0 +1,59 @@
+"""The route step: turn a round's scores into decisions, each with its reason, bar and model.
+
+The policy itself is :func:`scoring.route.route` (a pure function); this step reads the
+round's scores, applies it, and appends the decisions. ``decided_by`` is ``rule`` for a
+heuristic reject and ``model`` for a decision against the bar.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.score import Bar
+from pipelines.settings import Settings
+from scoring.heuristics import RULE_REASONS
+from scoring.route import route
+
+
+def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> Counter:
+    """Decide every candidate scored in ``round_``; returns counts per (decision, reason)."""
+    scored = catalog.query(
+        """
+        SELECT candidate_id, rule_reason, quality, coalesce(learnability, 0.0) AS learnability
+        FROM scores WHERE round = ? ORDER BY candidate_id
+        """,
+        [round_],
+    )
+    if scored.num_rows == 0:
+        return Counter()
+    decided = route(scored, bar.bar, settings.route)
+    n = decided.num_rows
+    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(sorted(RULE_REASONS)))
+    table = pa.table(
+        {
+            "candidate_id": decided.column("candidate_id"),
+            "round": pa.array([round_] * n, pa.int32()),
+            "decision": decided.column("decision"),
+            "reason": decided.column("reason"),
+            "decided_by": pc.if_else(by_rule, "rule", "model"),
+            "model_id": [bar.model_id] * n,
+            "bar": [bar.bar] * n,
+            "quality": scored.column("quality"),
+            "priority": decided.column("priority"),
+            "queued": decided.column("queued"),
+            "duplicate_of": pa.nulls(n, pa.string()),
+            "decided_at": pa.array([now()] * n, SCHEMAS["decisions"].field("decided_at").type),
+        }
+    )
+    catalog.write("decisions", table, f"r{round_:04d}-route")
+    return Counter(
+        zip(
+            decided.column("decision").to_pylist(),
+            decided.column("reason").to_pylist(),
+            strict=True,
+        )
+    )

@@ -1,0 +1,122 @@
+"""Routing: accept / reject / send to experts, against the model-level bar.
+
+Policy, in order, for each candidate (``bar`` from ``scoring.bar.model_level_bar``):
+
+1. ``rule_reason`` not null -> ``reject``, reason = the rule's code (``RULE_REASONS`` of
+   ``scoring.heuristics``, or any code an upstream filter such as dedup put there).
+2. ``quality >= bar + margin`` -> ``accept``, ``"above_bar"``.
+3. ``quality < bar - margin`` -> ``reject``, ``"below_bar"``.
+4. otherwise ``hard`` (``bar - margin <= quality < bar + margin``), ranked by expected value
+   of an expert label, ``priority = uncertainty * (eps + max(learnability, 0))`` with
+   ``uncertainty = 1 - |quality - bar| / margin`` (1 on the bar, 0 at the band's edges).
+   Uncertainty is the chance the label flips the decision (uncertainty sampling, Lewis &
+   Gale 1994); learnability is the reducible loss ``loss(current) - loss(reference)`` of
+   RHO-LOSS (Mindermann et al. 2022, "Prioritized Training on Points that are Learnable,
+   Worth Learning, and Not Yet Learnt"), i.e. how much the model stands to gain from the
+   text. ``eps`` (``RouteConfig.priority_eps``) keeps the ranking by uncertainty when
+   learnability is 0 or unknown (null or NaN learnability counts as 0). The top
+   ``budget`` hard cases by priority (ties: ascending ``candidate_id``) are ``queued`` for
+   experts with reason ``"near_bar"``; the rest are ``"over_budget"`` and wait.
+
+Pure and deterministic: no I/O, output rows in input order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring.config import RouteConfig
+
+ACCEPT, REJECT, HARD = "accept", "reject", "hard"
+DECISIONS: tuple[str, ...] = (ACCEPT, REJECT, HARD)
+
+ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET = "above_bar", "below_bar", "near_bar", "over_budget"
+ROUTE_REASONS: tuple[str, ...] = (ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET)
+
+INPUT_COLUMNS: tuple[str, ...] = ("candidate_id", "rule_reason", "quality", "learnability")
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("candidate_id", pa.string()),
+        ("decision", pa.string()),
+        ("reason", pa.string()),
+        ("priority", pa.float64()),
+        ("queued", pa.bool_()),
+    ]
+)
+
+
+def _column(frame: pa.Table, name: str, kind: pa.DataType) -> pa.Array:
+    col = frame.column(name).combine_chunks()
+    ok = pa.types.is_floating(kind) and (
+        pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
+    )
+    if kind == pa.string() and pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    ok = ok or col.type == kind or (kind == pa.string() and pa.types.is_large_string(col.type))
+    ok = ok or pa.types.is_null(col.type)
+    if not ok:
+        raise ValueError(f"route: column {name!r} must be {kind}, got {col.type}")
+    return col.cast(kind)
+
+
+def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
+    """Decide every candidate (columns ``INPUT_COLUMNS``); returns ``OUTPUT_SCHEMA`` rows."""
+    missing = [c for c in INPUT_COLUMNS if c not in frame.column_names]
+    if missing:
+        raise ValueError(f"route: frame is missing column(s) {missing}")
+    if not isinstance(bar, int | float) or not math.isfinite(bar):
+        raise ValueError(f"route: bar must be a finite number, got {bar!r}")
+    ids = _column(frame, "candidate_id", pa.string())
+    if ids.null_count:
+        raise ValueError(f"route: candidate_id has {ids.null_count} null(s)")
+    rule = _column(frame, "rule_reason", pa.string())
+    quality = _column(frame, "quality", pa.float64()).to_numpy(zero_copy_only=False)
+    learn = _column(frame, "learnability", pa.float64()).to_numpy(zero_copy_only=False)
+
+    # 1-3. Rule rejects, then clear accepts and rejects around the bar.
+    ruled = rule.is_valid().to_numpy(zero_copy_only=False)
+    bad = ~ruled & ~np.isfinite(quality)
+    if bad.any():
+        first = ids[int(np.flatnonzero(bad)[0])].as_py()
+        raise ValueError(
+            f"route: quality is null/NaN/inf for {int(bad.sum())} candidate(s) without a "
+            f"rule_reason (first: {first!r})"
+        )
+    accept = ~ruled & (quality >= bar + cfg.margin)
+    reject = ~ruled & (quality < bar - cfg.margin)
+    hard = ~ruled & ~accept & ~reject
+
+    # 4. Hard cases: expected value of an expert label, top `budget` queued.
+    uncert = np.clip(1.0 - np.abs(quality - bar) / cfg.margin, 0.0, 1.0)
+    gain = cfg.priority_eps + np.maximum(np.nan_to_num(learn, nan=0.0), 0.0)
+    priority = np.where(hard, uncert * gain, np.nan)
+    hard_rows = np.flatnonzero(hard)
+    ranking = pc.sort_indices(
+        pa.table({"p": priority[hard_rows], "id": ids.take(pa.array(hard_rows))}),
+        sort_keys=[("p", "descending"), ("id", "ascending")],
+    ).to_numpy()
+    queued = np.zeros(len(ids), dtype=bool)
+    queued[hard_rows[ranking[: cfg.budget]]] = True
+
+    # Reason codes: rule code if ruled, else the routing reason.
+    code = np.select(
+        [accept, reject, hard & queued, hard],
+        [0, 1, 2, 3],
+        default=0,
+    ).astype(np.int8)
+    route_reason = pa.array(ROUTE_REASONS, pa.string()).take(pa.array(code))
+    decision = np.select([accept, hard], [0, 2], default=1).astype(np.int8)
+    return pa.table(
+        [
+            ids,
+            pa.array(DECISIONS, pa.string()).take(pa.array(decision)),
+            pc.if_else(pa.array(ruled), rule, route_reason),
+            pa.array(priority, pa.float64(), mask=~hard),
+            pa.array(queued),
+        ],
+        schema=OUTPUT_SCHEMA,
+    )
