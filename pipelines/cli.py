@@ -31,7 +31,7 @@ annotate_app = typer.Typer(help="Hard cases for experts: push, import, pull, sta
 app.add_typer(annotate_app, name="annotate")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Home = Annotated[
     Path | None,

@@ -1,0 +1,239 @@
+"""Mamba-2 SSD (state-space duality) scan with a scalar decay per head.
+
+Implements the selective state-space recurrence of Mamba-2 (Dao & Gu, "Transformers are
+SSMs: Generalized Models and Efficient Algorithms Through Structured State Space Duality",
+ICML 2024), with A restricted to a scalar times identity per head:
+
+    h_t = exp(dt_t * A) * h_{t-1} + dt_t * x_t ⊗ B_t        h: (headdim, dstate) per head
+    y_t = h_t · C_t + D * x_t
+
+Implementations behind one dispatch function, ``ssd_scan(..., impl=...)``:
+
+- ``"ref"``:   the specification. Plain PyTorch, fp32, an explicit Python loop over time.
+- ``"torch"``: the chunked SSD algorithm (paper, section 6 "block decomposition"): the
+  sequence is cut into chunks; inside a chunk the output is a masked quadratic form
+  (attention-like, with a segment-sum decay mask); across chunks a state is passed with a
+  linear recurrence. O(L * chunk) work, matmul-friendly, runs on CPU and GPU.
+- ``"triton"``: not built yet; asking for it raises ``NotImplementedError``.
+- ``"auto"``:  picks ``"torch"`` and logs the choice once (logger ``"kernels"``).
+
+All implementations compute in fp32 (fp64 inputs stay fp64, so gradients can be checked in
+double precision); ``y`` comes back in ``x.dtype`` and the final state in the compute dtype.
+``ssd_step`` is the O(1)-per-token recurrent form used for generation.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+logger = logging.getLogger("kernels")
+
+IMPLS = ("auto", "ref", "torch", "triton")
+_auto_logged = False
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _check_shapes(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, initial_state):
+    if x.dim() != 4:
+        raise ValueError(f"x must be (batch, seqlen, nheads, headdim), got {tuple(x.shape)}")
+    batch, seqlen, nheads, headdim = x.shape
+    if dt.shape != (batch, seqlen, nheads):
+        raise ValueError(f"dt must be {(batch, seqlen, nheads)}, got {tuple(dt.shape)}")
+    if A.shape != (nheads,):
+        raise ValueError(f"A must be ({nheads},), got {tuple(A.shape)}")
+    if B.dim() != 4 or B.shape[:2] != (batch, seqlen) or B.shape != C.shape:
+        raise ValueError(
+            "B and C must both be (batch, seqlen, ngroups, dstate), "
+            f"got {tuple(B.shape)} and {tuple(C.shape)}"
+        )
+    ngroups, dstate = B.shape[2], B.shape[3]
+    if nheads % ngroups != 0:
+        raise ValueError(f"nheads={nheads} must be a multiple of ngroups={ngroups}")
+    if D is not None and D.shape != (nheads,):
+        raise ValueError(f"D must be ({nheads},) or None, got {tuple(D.shape)}")
+    expected_state = (batch, nheads, headdim, dstate)
+    if initial_state is not None and initial_state.shape != expected_state:
+        raise ValueError(
+            f"initial_state must be {expected_state}, got {tuple(initial_state.shape)}"
+        )
+
+
+def ssd_scan(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    initial_state: Tensor | None = None,
+    *,
+    impl: str = "auto",
+    chunk_size: int = 64,
+) -> tuple[Tensor, Tensor]:
+    """Run the SSD recurrence over a whole sequence.
+
+    x: (batch, seqlen, nheads, headdim); dt: (batch, seqlen, nheads), positive;
+    A: (nheads,), negative; B, C: (batch, seqlen, ngroups, dstate), nheads % ngroups == 0;
+    D: (nheads,) or None; initial_state: (batch, nheads, headdim, dstate) or None.
+    Returns y (batch, seqlen, nheads, headdim) in x.dtype and the final state
+    (batch, nheads, headdim, dstate) in fp32 (fp64 for fp64 inputs).
+    """
+    global _auto_logged
+    if impl not in IMPLS:
+        raise ValueError(f"unknown ssd_scan impl={impl!r}; choose one of {IMPLS}")
+    if impl == "triton":
+        raise NotImplementedError(
+            "ssd_scan impl='triton' is not available yet; use impl='torch' (chunked, CPU and "
+            "GPU) or impl='ref' (sequential reference)"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_shapes(x, dt, A, B, C, D, initial_state)
+    if impl == "auto":
+        if not _auto_logged:
+            logger.info("ssd_scan impl='auto' -> 'torch' (chunked SSD in PyTorch)")
+            _auto_logged = True
+        impl = "torch"
+    if impl == "ref":
+        return _ssd_scan_ref(x, dt, A, B, C, D, initial_state)
+    return _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size)
+
+
+def ssd_step(
+    state: Tensor,
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Advance the recurrence by one token in O(1).
+
+    state: (batch, nheads, headdim, dstate); x: (batch, nheads, headdim); dt: (batch, nheads);
+    B, C: (batch, ngroups, dstate). Returns y (batch, nheads, headdim) in x.dtype and the new
+    state in fp32 (fp64 for fp64 inputs).
+    """
+    ct = _compute_dtype(x)
+    nheads, ngroups = x.shape[1], B.shape[1]
+    heads_per_group = nheads // ngroups
+    dt = dt.to(ct)
+    B = B.to(ct).repeat_interleave(heads_per_group, dim=1)  # (batch, nheads, dstate)
+    C = C.to(ct).repeat_interleave(heads_per_group, dim=1)  # (batch, nheads, dstate)
+    decay = torch.exp(dt * A.to(ct))  # (batch, nheads)
+    dBx = (dt[..., None] * x.to(ct))[..., None] * B[:, :, None, :]  # (batch, nheads, hd, ds)
+    new_state = state.to(ct) * decay[..., None, None] + dBx
+    y = torch.einsum("bhpn,bhn->bhp", new_state, C)
+    if D is not None:
+        y = y + D.to(ct)[:, None] * x.to(ct)
+    return y.to(x.dtype), new_state
+
+
+def _ssd_scan_ref(x, dt, A, B, C, D, initial_state) -> tuple[Tensor, Tensor]:
+    """The specification: ssd_step applied token by token."""
+    batch, seqlen, nheads, headdim = x.shape
+    ct = _compute_dtype(x)
+    x_in = x
+    # Cast once up front, so gradients accumulate over time in the compute dtype.
+    x, dt, A, B, C = (t.to(ct) for t in (x, dt, A, B, C))
+    D = None if D is None else D.to(ct)
+    state = x.new_zeros(batch, nheads, headdim, B.shape[-1])
+    if initial_state is not None:
+        state = initial_state.to(ct)
+    ys = []
+    for t in range(seqlen):
+        y_t, state = ssd_step(state, x[:, t], dt[:, t], A, B[:, t], C[:, t], D)
+        ys.append(y_t)
+    y = torch.stack(ys, dim=1)  # (batch, seqlen, nheads, headdim)
+    return y.to(x_in.dtype), state
+
+
+def _segsum(a: Tensor) -> Tensor:
+    """Stable segment sums: out[..., i, j] = sum(a[..., j+1 : i+1]) for j <= i, else -inf.
+
+    a: (..., T) -> (..., T, T). exp(out) is the lower-triangular decay matrix between
+    positions; summing slices (rather than subtracting cumsums) avoids cancellation.
+    """
+    T = a.shape[-1]
+    a = a[..., None].expand(*a.shape, T)  # (..., T, T): a[..., i, j] = a_i
+    strict = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=-1)
+    a = a.masked_fill(~strict, 0.0)
+    out = torch.cumsum(a, dim=-2)  # out[i, j] = sum_{j < k <= i} a_k
+    lower = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=0)
+    return out.masked_fill(~lower, float("-inf"))
+
+
+def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Tensor, Tensor]:
+    """Chunked SSD: quadratic form inside chunks, state passing between chunks.
+
+    Heads are split as nheads = ngroups * r so B and C are never copied per head.
+    Index names: b batch, g group, r head within group, c chunk, l/s position in chunk,
+    p headdim, n dstate.
+    """
+    batch, seqlen, nheads, headdim = x.shape
+    ngroups, dstate = B.shape[2], B.shape[3]
+    r = nheads // ngroups
+    ct = _compute_dtype(x)
+    x_in = x
+    x, dt, A, B, C = (t.to(ct) for t in (x, dt, A, B, C))
+
+    # 1. Pad the time axis to a whole number of chunks. Padded steps have dt = 0, so their
+    #    decay is exp(0) = 1 and their input dt * x is 0: they leave the state unchanged.
+    chunk = min(chunk_size, seqlen)
+    nchunks = -(-seqlen // chunk)
+    pad = nchunks * chunk - seqlen
+    if pad:
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        dt = F.pad(dt, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
+
+    # 2. Lay out as (batch, group, head-in-group, chunk, position, ...).
+    xdt = x * dt[..., None]  # (b, L, h, p)
+    xdt = xdt.view(batch, nchunks, chunk, ngroups, r, headdim).permute(0, 3, 4, 1, 2, 5)
+    # xdt: (b, g, r, c, l, p)
+    a = (dt * A).view(batch, nchunks, chunk, ngroups, r).permute(0, 3, 4, 1, 2)
+    # a: (b, g, r, c, l), log-decay per step
+    B = B.view(batch, nchunks, chunk, ngroups, dstate).permute(0, 3, 1, 2, 4)  # (b, g, c, l, n)
+    C = C.view(batch, nchunks, chunk, ngroups, dstate).permute(0, 3, 1, 2, 4)  # (b, g, c, l, n)
+    a_cum = torch.cumsum(a, dim=-1)  # (b, g, r, c, l)
+
+    # 3. Intra-chunk (diagonal blocks): y_l = sum_{s <= l} (C_l · B_s) exp(a_{s+1..l}) dt_s x_s.
+    decay = torch.exp(_segsum(a))  # (b, g, r, c, l, s)
+    scores = (C @ B.transpose(-1, -2))[:, :, None] * decay  # (b, g, r, c, l, s)
+    y = scores @ xdt  # (b, g, r, c, l, p)
+
+    # 4. State contributed by each chunk alone, decayed to the chunk's end.
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, g, r, c, l)
+    chunk_states = (xdt * decay_to_end[..., None]).transpose(-1, -2) @ B[:, :, None]
+    # chunk_states: (b, g, r, c, p, n)
+
+    # 5. Inter-chunk recurrence on chunk boundaries, as one matmul with a decay matrix over
+    #    (initial state, chunk 0, ..., chunk c-1).
+    if initial_state is None:
+        init = chunk_states.new_zeros(batch, ngroups, r, 1, headdim, dstate)
+    else:
+        init = initial_state.to(ct).view(batch, ngroups, r, 1, headdim, dstate)
+    states = torch.cat([init, chunk_states], dim=3)  # (b, g, r, c+1, p, n)
+    chunk_decay = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, g, r, c+1, c+1)
+    states = (chunk_decay @ states.flatten(-2)).view_as(states)  # (b, g, r, c+1, p, n)
+    prev_states, final_state = states[:, :, :, :-1], states[:, :, :, -1]
+
+    # 6. Off-diagonal blocks: the state entering each chunk, read out by C and decayed.
+    y_off = (C[:, :, None] @ prev_states.transpose(-1, -2)) * torch.exp(a_cum)[..., None]
+    y = y + y_off  # (b, g, r, c, l, p)
+
+    # 7. Back to (batch, seqlen, nheads, headdim), drop padding, add the D skip.
+    y = y.permute(0, 3, 4, 1, 2, 5).reshape(batch, nchunks * chunk, nheads, headdim)
+    y = y[:, :seqlen]
+    if D is not None:
+        y = y + D.to(ct)[:, None] * x[:, :seqlen]
+    final_state = final_state.reshape(batch, nheads, headdim, dstate)
+    return y.to(x_in.dtype), final_state

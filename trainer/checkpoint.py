@@ -1,0 +1,137 @@
+"""Checkpoints: ``model.safetensors`` + ``config.json`` (+ ``train_state.pt`` for resuming).
+
+Every file is written to a temporary name and moved into place with ``os.replace``;
+config.json goes last and records the SHA-256 of the weights, so it acts as the commit
+marker: a crash leaves either the previous checkpoint or a detectable mismatch, never a
+checkpoint that silently loads wrong weights. Loading uses safe loaders only (safetensors;
+``torch.load(weights_only=True)`` for optimizer and RNG state) and turns every problem into a
+``CheckpointError`` naming the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from trainer.config import ModelConfig
+from trainer.model import SSMLanguageModel
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TRAIN_STATE = "train_state.pt"  # optimizer + RNG state, only in resume checkpoints
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, corrupted or does not match what was asked for."""
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(f"checkpoint {path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: Path,
+    model: SSMLanguageModel,
+    meta: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+) -> None:
+    """Write model weights (+ ``train_state``) and config.json with ``meta`` into ``path``.
+
+    config.json holds {"model": model.cfg.to_dict(), **meta, "files": {name: sha256}}.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp))
+    files = {WEIGHTS: _sha256(path / WEIGHTS)}
+    if train_state is not None:
+        _atomic_write(path / TRAIN_STATE, lambda tmp: torch.save(train_state, tmp))
+        files[TRAIN_STATE] = _sha256(path / TRAIN_STATE)
+    config = {"model": model.cfg.to_dict(), **meta, "files": files}
+    text = json.dumps(config, indent=2)
+    _atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """config.json of a checkpoint directory, checked to be a JSON object."""
+    file = Path(path) / CONFIG
+    if not file.is_file():
+        raise CheckpointError(path, f"missing {CONFIG}")
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(path, f"{CONFIG} is not valid JSON ({e})") from e
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(path, f"{CONFIG} has no 'model' section")
+    return config
+
+
+def _verified(path: Path, config: dict[str, Any], name: str) -> Path:
+    file = path / name
+    if not file.is_file():
+        raise CheckpointError(path, f"missing {name}")
+    expected = config.get("files", {}).get(name)
+    if expected is not None and _sha256(file) != expected:
+        raise CheckpointError(path, f"{name} does not match the checksum in {CONFIG}")
+    return file
+
+
+def load_model(
+    path: Path | str, device: str | torch.device = "cpu"
+) -> tuple[SSMLanguageModel, ModelConfig]:
+    """Rebuild the model saved in checkpoint directory ``path``; returns (model, config)."""
+    path = Path(path)
+    config = read_config(path)
+    try:
+        cfg = ModelConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(path, f"invalid model config ({e})") from e
+    file = _verified(path, config, WEIGHTS)
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(path, f"cannot read {WEIGHTS} ({e})") from e
+    model = SSMLanguageModel(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(path, f"weights do not match the model config ({e})") from e
+    return model.to(device), cfg
+
+
+def load_train_state(path: Path | str) -> dict[str, Any]:
+    """The ``train_state`` saved next to the weights (safe unpickling only)."""
+    path = Path(path)
+    file = _verified(path, read_config(path), TRAIN_STATE)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt files
+        raise CheckpointError(path, f"cannot read {TRAIN_STATE} ({e})") from e

@@ -1,0 +1,66 @@
+"""Sequence packing and a deterministic, resumable batch order.
+
+Documents become BOS + bytes + EOS and are concatenated into one token stream, which is cut
+into windows of seq_len + 1 tokens with stride seq_len (inputs = window[:-1], targets =
+window[1:]), so every token is a target exactly once. The stream is read circularly: the
+last window wraps around to the start instead of being dropped or padded, so no text is
+lost and even a corpus shorter than one window yields a batch.
+
+Batch order: epoch e visits the windows in the permutation drawn from (seed, e); batch k
+holds the items k * batch_size ... (k + 1) * batch_size - 1 of that endless sequence. The
+only state is a position counter, so resuming at a position reproduces the run exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from trainer.tokenizer import ByteTokenizer
+
+
+def token_stream(texts: Sequence[str], tokenizer: ByteTokenizer) -> np.ndarray:
+    """All documents as one uint16 stream: BOS doc0 EOS BOS doc1 EOS ..."""
+    if not texts:
+        return np.zeros(0, dtype=np.uint16)
+    return np.concatenate([tokenizer.encode(t, bos=True, eos=True) for t in texts])
+
+
+def pack(texts: Sequence[str], seq_len: int, tokenizer: ByteTokenizer) -> torch.Tensor:
+    """Pack documents into (n_seq, seq_len + 1) int64 windows (see module docstring)."""
+    if not texts:
+        raise ValueError("pack: no texts given")
+    stream = token_stream(texts, tokenizer)
+    n_seq = -(-(len(stream) - 1) // seq_len)  # ceil: windows needed to cover every target
+    idx = np.arange(n_seq)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+    return torch.from_numpy(stream[idx % len(stream)].astype(np.int64))  # (n_seq, seq_len+1)
+
+
+class BatchIterator:
+    """Endless batches over packed windows in a seeded order; ``position`` is the state."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, position: int = 0):
+        self.data = data
+        self.batch_size = batch_size
+        self.seed = seed
+        self.position = position  # items (windows) handed out so far
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {
+                epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+            }
+        return self._perms[epoch]
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), each (batch_size, seq_len) int64."""
+        n = len(self.data)
+        items = []
+        for i in range(self.position, self.position + self.batch_size):
+            items.append(self._perm(i // n)[i % n])
+        self.position += self.batch_size
+        batch = self.data[torch.from_numpy(np.array(items))]  # (batch_size, seq_len + 1)
+        return batch[:, :-1], batch[:, 1:]

@@ -1,0 +1,296 @@
+"""The training loop: pack text, train the SSM LM with AdamW, evaluate, checkpoint.
+
+nanoGPT-style: one function, ``train``, that reads top to bottom. Resumable and idempotent:
+
+- every ``checkpoint_every`` steps the exact state (weights, optimizer, step, data position,
+  RNG) goes to ``out_dir/resume/step_NNNNNNNN/`` (written under a temporary name, then
+  renamed); calling ``train`` again on the same ``out_dir`` continues from it, and the
+  final weights equal those of an uninterrupted run;
+- on finish the final checkpoint (``config.json`` with ``"complete": true``) is written and
+  ``resume/`` deleted; calling ``train`` on a finished ``out_dir`` returns its result.
+
+Optimiser: AdamW with weight decay only on matrices and conv kernels (in_proj, out_proj,
+conv1d weights); embeddings (tied with the head), norms, biases, A_log, D and dt_bias are not
+decayed (as in Mamba). Schedule: linear warmup, then cosine to lr * min_lr_ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer.checkpoint import (
+    CONFIG,
+    CheckpointError,
+    load_model,
+    load_train_state,
+    read_config,
+    save_checkpoint,
+)
+from trainer.config import ModelConfig, TrainConfig
+from trainer.data import BatchIterator, pack
+from trainer.evaluate import corpus_bpb
+from trainer.model import SSMLanguageModel
+from trainer.tokenizer import ByteTokenizer
+
+logger = logging.getLogger("trainer")
+
+RESUME_DIR = "resume"
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    tokens_seen: int
+    val_bpb: float  # NaN when there were no validation texts
+    final_loss: float
+    losses: list[float]  # training loss of every step
+    wall_s: float  # training time summed over all sessions of this run
+    resumed_from_step: int  # 0 for a run that was never interrupted
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for 0-based ``step``: linear warmup, then cosine to lr * min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: SSMLanguageModel, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embedding" in n]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def data_fingerprint(texts: Sequence[str]) -> str:
+    """SHA-256 over the training texts, so a resume never mixes two datasets."""
+    h = hashlib.sha256()
+    for t in texts:
+        data = t.encode("utf-8", errors="replace")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def latest_resume_dir(out_dir: Path) -> Path | None:
+    root = Path(out_dir) / RESUME_DIR
+    if not root.is_dir():
+        return None
+    steps = sorted(p for p in root.iterdir() if _STEP_DIR.match(p.name) and p.is_dir())
+    return steps[-1] if steps else None
+
+
+def _result_from_config(out_dir: Path, config: dict[str, Any]) -> TrainResult:
+    val = config.get("val_bpb")
+    return TrainResult(
+        out_dir=out_dir,
+        steps=config["step"],
+        tokens_seen=config["tokens_seen"],
+        val_bpb=math.nan if val is None else float(val),
+        final_loss=config["final_loss"],
+        losses=list(config["losses"]),
+        wall_s=config["wall_s"],
+        resumed_from_step=config["resumed_from_step"],
+    )
+
+
+def _check_same_run(path: Path, config: dict[str, Any], expected: dict[str, Any]) -> None:
+    for key, value in expected.items():
+        if config.get(key) != value:
+            raise CheckpointError(
+                path,
+                f"was written by a different run ({key!r} differs); "
+                "use another out_dir or delete this one",
+            )
+
+
+def _save_resume(out_dir: Path, model, meta: dict[str, Any], train_state: dict) -> None:
+    """Write resume state to resume/step_N.tmp, rename to resume/step_N, drop older ones."""
+    root = out_dir / RESUME_DIR
+    final = root / f"step_{meta['step']:08d}"
+    tmp = root / f"{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(tmp, model, meta, train_state=train_state)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in root.iterdir():
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def train(
+    train_texts: Sequence[str],
+    val_texts: Sequence[str],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    init_from: Path | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> TrainResult:
+    """Train (or resume, or return the finished result of) a run in ``out_dir``.
+
+    ``init_from``: a checkpoint directory whose weights start the run (fresh optimizer).
+    ``progress(step, total_steps, {"loss", "lr", "tok_per_s"})`` after every step, with
+    ``step`` counting completed steps (1..total_steps).
+    """
+    out_dir = Path(out_dir)
+    cfg = train_cfg
+    if not train_texts:
+        raise ValueError("train: train_texts is empty; nothing to train on")
+    run_id = {
+        "model": model_cfg.to_dict(),
+        "train": cfg.to_dict() | {"betas": list(cfg.betas)},  # as it reads back from JSON
+        "data_fingerprint": data_fingerprint(train_texts),
+        "init_from": None if init_from is None else str(init_from),
+    }
+
+    # 1. A finished run in out_dir: return its result.
+    if (out_dir / CONFIG).is_file():
+        config = read_config(out_dir)
+        if config.get("complete"):
+            _check_same_run(out_dir, config, run_id)
+            logger.info("%s already holds a finished run; not training again", out_dir)
+            shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)  # crash after final save
+            return _result_from_config(out_dir, config)
+
+    # 2. Model, optimiser, data.
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = SSMLanguageModel(model_cfg)
+    if init_from is not None:
+        init_model, init_cfg = load_model(init_from)
+        if init_cfg != model_cfg:
+            raise CheckpointError(init_from, f"model config {init_cfg} differs from {model_cfg}")
+        model.load_state_dict(init_model.state_dict())
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    batches = BatchIterator(
+        pack(train_texts, cfg.seq_len, ByteTokenizer()), cfg.batch_size, cfg.seed
+    )
+    logger.info(
+        "training %d-parameter SSM on %s: %d sequences of %d tokens, %d steps",
+        model.num_params(),
+        device,
+        len(batches.data),
+        cfg.seq_len,
+        cfg.steps,
+    )
+
+    # 3. Continue from resume state if a previous call was interrupted.
+    step, losses, wall_before = 0, [], 0.0
+    resume = latest_resume_dir(out_dir)
+    if resume is not None:
+        meta = read_config(resume)
+        _check_same_run(resume, meta, run_id)
+        resumed, _ = load_model(resume, device)
+        model.load_state_dict(resumed.state_dict())
+        state = load_train_state(resume)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(tuple(meta["numpy_rng"]))
+        step, losses, wall_before = meta["step"], meta["losses"], meta["wall_s"]
+        batches.position = meta["data_position"]
+        logger.info("resumed from %s at step %d", resume, step)
+    resumed_from_step = step
+
+    # 4. The loop.
+    forward = torch.compile(model) if cfg.compile else model
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    log_every = max(1, cfg.steps // 20)
+    model.train()
+    t_start = time.perf_counter()
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = (t.to(device, non_blocking=True) for t in batches.next_batch())
+        with autocast:
+            logits = forward(inputs)  # (batch, seq_len, vocab)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        losses.append(loss.item())
+        stats = {
+            "loss": losses[-1],
+            "lr": lr,
+            "tok_per_s": tokens_per_step / (time.perf_counter() - t0),
+        }
+        if step % log_every == 0 or step == cfg.steps:
+            logger.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step, cfg.steps, *stats.values())
+        if progress is not None:
+            progress(step, cfg.steps, stats)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and val_texts:
+            bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size)
+            logger.info("step %d val bpb %.4f", step, bpb)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            meta = run_id | {
+                "step": step,
+                "tokens_seen": step * tokens_per_step,
+                "losses": losses,
+                "wall_s": wall_before + time.perf_counter() - t_start,
+                "data_position": batches.position,
+                "numpy_rng": [
+                    v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()
+                ],
+            }
+            train_state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+            _save_resume(out_dir, model, meta, train_state)
+
+    # 5. Evaluate, write the final checkpoint, drop the resume state.
+    wall_s = wall_before + time.perf_counter() - t_start
+    val_bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size) if val_texts else math.nan
+    logger.info("finished %d steps in %.1fs; val bpb %.4f", step, wall_s, val_bpb)
+    meta = run_id | {
+        "complete": True,
+        "step": step,
+        "tokens_seen": step * tokens_per_step,
+        "val_bpb": None if math.isnan(val_bpb) else val_bpb,
+        "final_loss": losses[-1],
+        "losses": losses,
+        "wall_s": wall_s,
+        "resumed_from_step": resumed_from_step,
+        "num_params": model.num_params(),
+    }
+    save_checkpoint(out_dir, model, meta)
+    shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
+    return _result_from_config(out_dir, meta)
