@@ -2,7 +2,8 @@
 
 1. **Samples**: the current model writes ``route.n_samples`` texts (recurrent form).
 2. **Quality classifier**: positives = trusted text + expert-accepted; negatives = the
-   model's own samples + expert-rejected + (a capped share of) rule rejects. The samples'
+   model's own samples + expert-rejected + (a capped share of) earlier rule rejects;
+   features = hashed n-grams + bits per byte under the reference model. The samples'
    quality is taken out-of-fold, so the bar is not flattered by the classifier having seen
    them.
 3. **Bar** = the ``route.bar_quantile`` quantile of the samples' quality: the level the
@@ -73,7 +74,7 @@ def model_bar(
         max_bytes=cfg.sample_bytes,
         temperature=cfg.sample_temperature,
         seed=cfg.sample_seed + round_,
-        batch_size=64,
+        batch_size=128,
     )
     texts = [t if t.strip() else " " for t in texts]
 
@@ -87,16 +88,31 @@ def model_bar(
         .to_pylist()
     )
 
+    # The classifier sees n-grams plus one model signal: bits per byte under the reference
+    # model (word salad and boilerplate read as fluent n-grams but score high loss).
+    def ref_loss(texts_: list[str]) -> np.ndarray:
+        return example_bpb(
+            ref,
+            texts_,
+            max_bytes=settings.score.max_bytes,
+            batch_tokens=settings.score.batch_tokens,
+        )
+
+    loss_model = example_bpb(model, texts, max_bytes=settings.score.max_bytes)
+    loss_ref = ref_loss(texts)
     quality = QualityModel(settings.quality)
-    _, neg_oof = quality.fit_predict_oof(positives, texts + negatives_extra)
+    _, neg_oof = quality.fit_predict_oof(
+        positives,
+        texts + negatives_extra,
+        ref_loss(positives),
+        np.concatenate([loss_ref, ref_loss(negatives_extra)]),
+    )
     sample_quality = np.asarray(neg_oof[: len(texts)], dtype=np.float64)
     bar = model_level_bar(sample_quality, cfg.bar_quantile)
     qpath = quality_model_path(catalog, round_)
     qpath.parent.mkdir(parents=True, exist_ok=True)
     quality.save(qpath)
 
-    loss_model = example_bpb(model, texts, max_bytes=settings.score.max_bytes)
-    loss_ref = example_bpb(ref, texts, max_bytes=settings.score.max_bytes)
     samples = pa.table(
         {
             "sample_id": [f"r{round_:04d}-s{i:05d}" for i in range(len(texts))],
@@ -189,7 +205,7 @@ def score_shard(
             max_bytes=settings.score.max_bytes,
             batch_tokens=settings.score.batch_tokens,
         )
-        qual[idx] = quality.predict(keep)
+        qual[idx] = quality.predict(keep, loss_ref[idx])
 
     def nullable(values: np.ndarray) -> pa.Array:
         return pa.array(values, pa.float64(), mask=~passing)

@@ -164,10 +164,11 @@ class RouteConfig(_DictConfig):
     """The model-level bar, its uncertainty band and the expert budget (``scoring.route``)."""
 
     bar_quantile: float = 0.9  # bar = this quantile of the model samples' quality
-    margin: float = 0.1  # half-width of the "hard" band around the bar
+    margin: float = 1.0  # half-width of the "hard" band around the bar, in units of `scale`
+    scale: str = "logit"  # compare quality and bar as "logit" (log-odds) or "probability"
     budget: int = 50  # max hard cases queued for experts per round
     priority_eps: float = 0.05  # priority = uncertainty * (eps + max(learnability, 0))
-    n_samples: int = 64  # texts sampled from the current model to set the bar
+    n_samples: int = 512  # texts sampled from the current model to set the bar
     sample_bytes: int = 256  # length of each sample (the model is byte-level)
     sample_temperature: float = 1.0  # sampling temperature for the bar samples
     sample_seed: int = 0
@@ -182,6 +183,12 @@ class RouteConfig(_DictConfig):
             self.bar_quantile,
         )
         _require(self.margin > 0, f"{name}.margin", "must be > 0", self.margin)
+        _require(
+            self.scale in ("logit", "probability"),
+            f"{name}.scale",
+            "must be 'logit' or 'probability'",
+            self.scale,
+        )
         _require(self.budget >= 0, f"{name}.budget", "must be >= 0", self.budget)
         _require(self.priority_eps > 0, f"{name}.priority_eps", "must be > 0", self.priority_eps)
         _require(self.n_samples >= 1, f"{name}.n_samples", "must be >= 1", self.n_samples)

@@ -5,7 +5,11 @@ appendix A; Chowdhery et al. 2022), retrained every round on the active-learning
 Positives are trusted human text and expert-accepted candidates; negatives are the current
 model's own samples, expert rejects and rule rejects. Features are stateless
 (``HashingVectorizer``: character 3-5-grams inside word boundaries plus word 1-2-grams, each
-block L2-normalised, no fitted vocabulary), so scoring needs no vocabulary and shards freely.
+block L2-normalised, no fitted vocabulary), so scoring needs no vocabulary and shards freely,
+plus optional numeric *model signals* (standardised), e.g. bits per byte under the reference
+model: n-grams alone tell human text from the model's samples but not from word salad, which
+the reference model's loss does (measured on the demo pool: AUC clean vs word-shuffled 0.55
+with n-grams only, 0.84 with the loss alone).
 The classifier is ``LogisticRegression(class_weight="balanced")`` (liblinear), wrapped in
 ``CalibratedClassifierCV`` (sigmoid / Platt) when ``cfg.calibrate`` and every class has
 at least ``cfg.calibrate_min_per_class`` examples: balanced weights shift the raw
@@ -99,6 +103,9 @@ class QualityModel:
             norm="l2",
         )
         self._estimator: Any = None
+        # numeric model signals (e.g. bits per byte under the reference model), standardised
+        self.signal_mean: np.ndarray | None = None
+        self.signal_std: np.ndarray | None = None
         self.n_positive = 0
         self.n_negative = 0
         self.calibrated = False
@@ -107,21 +114,52 @@ class QualityModel:
     def is_fitted(self) -> bool:
         return self._estimator is not None
 
-    def features(self, texts: Texts) -> sp.csr_matrix:
-        """Sparse features, shape (n_texts, 2 * cfg.n_features): [char_wb block | word block]."""
+    def features(self, texts: Texts, signals: np.ndarray | None = None) -> sp.csr_matrix:
+        """Sparse features: [char_wb block | word block | standardised signals, if fitted with any].
+
+        ``signals`` is an (n_texts, k) float array of model signals, required exactly when the
+        model was fitted with signals.
+        """
         docs = _as_list(texts, "texts")
-        return sp.hstack([self._char.transform(docs), self._word.transform(docs)], format="csr")
+        blocks = [self._char.transform(docs), self._word.transform(docs)]
+        if self.signal_mean is not None:
+            if signals is None:
+                raise ValueError(
+                    f"this quality model uses {len(self.signal_mean)} model signal(s); pass signals"
+                )
+            z = (_signal_array(signals, len(docs)) - self.signal_mean) / self.signal_std
+            blocks.append(sp.csr_matrix(z))
+        elif signals is not None:
+            raise ValueError("this quality model was fitted without model signals")
+        return sp.hstack(blocks, format="csr")
 
     def _training_set(
-        self, positive_texts: Texts, negative_texts: Texts
+        self,
+        positive_texts: Texts,
+        negative_texts: Texts,
+        positive_signals: np.ndarray | None = None,
+        negative_signals: np.ndarray | None = None,
     ) -> tuple[sp.csr_matrix, np.ndarray]:
         pos = _as_list(positive_texts, "positive_texts")
         neg = _as_list(negative_texts, "negative_texts")
         for what, side in (("positive_texts", pos), ("negative_texts", neg)):
             if len(side) < 2:
                 raise ValueError(f"{what} needs at least 2 examples, got {len(side)}")
+        if (positive_signals is None) != (negative_signals is None):
+            raise ValueError("give signals for both positives and negatives, or for neither")
+        signals = None
+        self.signal_mean = self.signal_std = None
+        if positive_signals is not None:
+            signals = np.vstack(
+                [
+                    _signal_array(positive_signals, len(pos)),
+                    _signal_array(negative_signals, len(neg)),
+                ]
+            )
+            self.signal_mean = signals.mean(axis=0)
+            self.signal_std = np.where(signals.std(axis=0) > 0, signals.std(axis=0), 1.0)
         y = np.concatenate([np.ones(len(pos), dtype=np.int64), np.zeros(len(neg), np.int64)])
-        return self.features(pos + neg), y
+        return self.features(pos + neg, signals), y
 
     def _make_estimator(self, y: np.ndarray) -> Any:
         logreg = LogisticRegression(
@@ -139,23 +177,40 @@ class QualityModel:
         folds = StratifiedKFold(self.cfg.cv_folds, shuffle=True, random_state=self.cfg.seed)
         return CalibratedClassifierCV(logreg, method="sigmoid", cv=folds)
 
-    def fit(self, positive_texts: Texts, negative_texts: Texts) -> Self:
-        """Fit on positives (label 1) and negatives (label 0); each needs >= 2 texts."""
-        x, y = self._training_set(positive_texts, negative_texts)
+    def fit(
+        self,
+        positive_texts: Texts,
+        negative_texts: Texts,
+        positive_signals: np.ndarray | None = None,
+        negative_signals: np.ndarray | None = None,
+    ) -> Self:
+        """Fit on positives (label 1) and negatives (label 0); each needs >= 2 texts.
+
+        Optional ``*_signals`` are (n, k) arrays of model signals appended to the n-grams.
+        """
+        x, y = self._training_set(
+            positive_texts, negative_texts, positive_signals, negative_signals
+        )
         with threadpool_limits(1, user_api="blas"):
             self._estimator = self._make_estimator(y).fit(x, y)
         self.n_positive, self.n_negative = int(y.sum()), int(len(y) - y.sum())
         return self
 
     def fit_predict_oof(
-        self, positive_texts: Texts, negative_texts: Texts
+        self,
+        positive_texts: Texts,
+        negative_texts: Texts,
+        positive_signals: np.ndarray | None = None,
+        negative_signals: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold P(positive) for (positives, negatives), then fit on all of them.
 
         Stratified K-fold with ``k = min(cfg.cv_folds, smallest class size)``, shuffled with
         ``cfg.seed``; each text is scored by a model that never saw it.
         """
-        x, y = self._training_set(positive_texts, negative_texts)
+        x, y = self._training_set(
+            positive_texts, negative_texts, positive_signals, negative_signals
+        )
         k = min(self.cfg.cv_folds, int(np.bincount(y).min()))
         folds = StratifiedKFold(k, shuffle=True, random_state=self.cfg.seed)
         with threadpool_limits(1, user_api="blas"):
@@ -166,14 +221,14 @@ class QualityModel:
         p = oof[:, 1]
         return p[: self.n_positive], p[self.n_positive :]
 
-    def predict(self, texts: Texts) -> np.ndarray:
+    def predict(self, texts: Texts, signals: np.ndarray | None = None) -> np.ndarray:
         """P(positive) per text, float64, shape (n_texts,)."""
         if not self.is_fitted:
             raise ValueError("QualityModel is not fitted; call fit() or load() first")
         docs = _as_list(texts, "texts")
         if not docs:
             return np.zeros(0, dtype=np.float64)
-        x = self.features(docs)
+        x = self.features(docs, signals)
         with threadpool_limits(1, user_api="blas"):
             p = self._estimator.predict_proba(x)[:, 1]
         return p.astype(np.float64)
@@ -186,6 +241,8 @@ class QualityModel:
             "n_negative": self.n_negative,
             "calibrated": self.calibrated,
             "sklearn_version": sklearn.__version__,
+            "signal_mean": None if self.signal_mean is None else self.signal_mean.tolist(),
+            "signal_std": None if self.signal_std is None else self.signal_std.tolist(),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -223,4 +280,18 @@ class QualityModel:
         model.n_positive = int(meta["n_positive"])
         model.n_negative = int(meta["n_negative"])
         model.calibrated = bool(meta["calibrated"])
+        if meta.get("signal_mean") is not None:
+            model.signal_mean = np.asarray(meta["signal_mean"], dtype=np.float64)
+            model.signal_std = np.asarray(meta["signal_std"], dtype=np.float64)
         return model
+
+
+def _signal_array(signals: np.ndarray, n: int) -> np.ndarray:
+    arr = np.asarray(signals, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"signals must have shape ({n}, k), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("signals must be finite")
+    return arr

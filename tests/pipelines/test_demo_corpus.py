@@ -7,12 +7,9 @@ from collections import Counter
 
 import pytest
 
-from pipelines.demo_corpus import (
-    JUNK_KINDS,
-    MALFORMED_LINES,
-    build_demo_corpus,
-    prose_ratio,
-)
+from pipelines.demo_corpus import MALFORMED_LINES, build_demo_corpus
+from pipelines.junk import JUNK_KINDS
+from pipelines.stdlib_text import prose_ratio
 
 SIZES = {"n_trusted": 1000, "n_validation": 200, "n_pool": 1500, "junk_frac": 0.3}  # defaults
 
@@ -50,9 +47,9 @@ def test_defaults_and_paths(corpus):
 
 def test_same_seed_is_byte_identical_and_other_seed_differs(corpus, tmp_path):
     paths, _ = corpus
-    from pipelines import demo_corpus
+    from pipelines import stdlib_text
 
-    demo_corpus._read_stdlib_docs.cache_clear()  # re-read the stdlib: extraction is deterministic
+    stdlib_text._read_stdlib_docs.cache_clear()  # re-read the stdlib: extraction is deterministic
     again = build_demo_corpus(tmp_path / "again", seed=0)
     other = build_demo_corpus(tmp_path / "other", seed=1)
     for split in paths:

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
@@ -15,6 +16,7 @@ from pipelines import annotate
 from pipelines.catalog import Catalog
 from pipelines.flows import annotation_pull, curation_round, current_round
 from pipelines.settings import load_settings, save_settings
+from scoring.route import to_scale
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +52,16 @@ def test_round_decides_every_candidate_and_trains_the_next_scorer(harness, tiny_
     model_rows = [d for d in decided if d["decided_by"] == "model"]
     assert all(d["bar"] == bar and d["model_id"] == first["model_id"] for d in model_rows)
     # accept / reject / hard follow the bar and its margin
-    margin = load_settings(tiny_home).route.margin
+    cfg = load_settings(tiny_home).route
+    level = to_scale(np.asarray([bar]), cfg.scale)[0]
     for d in model_rows:
+        q = to_scale(np.asarray([d["quality"]]), cfg.scale)[0]
         if d["decision"] == "accept":
-            assert d["quality"] >= bar + margin
+            assert q >= level + cfg.margin
         elif d["decision"] == "reject":
-            assert d["quality"] < bar - margin
+            assert q < level - cfg.margin
         else:
-            assert bar - margin <= d["quality"] < bar + margin
+            assert level - cfg.margin <= q < level + cfg.margin
 
     # the queue holds exactly the queued hard cases, each with the model's guess attached
     queued = catalog.scalar("SELECT count(*) FROM decisions WHERE round = 1 AND queued")
@@ -84,8 +88,8 @@ def test_round_decides_every_candidate_and_trains_the_next_scorer(harness, tiny_
 
 def test_expert_answers_come_back_through_the_file_queue(harness, tiny_home, tmp_path):
     catalog = Catalog(tiny_home)
-    # a band as wide as the quality scale: every rule-passing candidate is a hard case
-    settings = load_settings(tiny_home).with_overrides({"route.margin": 1.0})
+    # a band wider than the log-odds range: every rule-passing candidate is a hard case
+    settings = load_settings(tiny_home).with_overrides({"route.margin": 30.0})
     save_settings(tiny_home, settings)
     result = curation_round(home=str(tiny_home), budget=6)
     tasks = read_queue(Path(result["queue"]["queue"]))

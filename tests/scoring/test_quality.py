@@ -210,3 +210,35 @@ def test_config_validation_and_round_trip():
         QualityConfig(calibrate="yes")
     with pytest.raises(ValueError, match="unknown key"):
         QualityConfig.from_dict({"n_feature": 16})
+
+
+def test_model_signals_join_the_ngrams_and_persist(tmp_path):
+    # identical text on both sides: only the signal (e.g. a reference-model loss) separates
+    texts = docs(TRAIN, 120, seed=9)
+    pos_sig, neg_sig = np.full(60, 1.5), np.full(60, 3.0)
+    model = QualityModel(QualityConfig()).fit(texts[:60], texts[60:], pos_sig, neg_sig)
+    low, high = (
+        model.predict(texts[:10], np.full(10, 1.5)),
+        model.predict(texts[:10], np.full(10, 3.0)),
+    )
+    assert (low > 0.8).all() and (high < 0.2).all()
+    with pytest.raises(ValueError, match="pass signals"):
+        model.predict(texts[:2])
+    with pytest.raises(ValueError, match="shape"):
+        model.predict(texts[:2], np.ones(3))
+    with pytest.raises(ValueError, match="both positives and negatives"):
+        QualityModel().fit(texts[:60], texts[60:], pos_sig, None)
+    loaded = QualityModel.load(model.save(tmp_path / "q.joblib"))
+    np.testing.assert_array_equal(loaded.predict(texts[:10], np.full(10, 1.5)), low)
+    with pytest.raises(ValueError, match="without model signals"):
+        QualityModel().fit(texts[:60], texts[60:]).predict(texts[:2], np.ones(2))
+
+
+def test_out_of_fold_uses_the_signals_too():
+    texts = docs(TRAIN, 80, seed=10)
+    model = QualityModel(QualityConfig(cv_folds=3))
+    pos_oof, neg_oof = model.fit_predict_oof(
+        texts[:40], texts[40:], np.full(40, 1.0), np.full(40, 4.0)
+    )
+    assert pos_oof.min() > neg_oof.max()
+    assert model.signal_mean is not None

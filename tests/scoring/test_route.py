@@ -9,7 +9,8 @@ from scoring.config import RouteConfig
 from scoring.route import DECISIONS, OUTPUT_SCHEMA, ROUTE_REASONS, route
 
 BAR = 0.5
-CFG = RouteConfig(margin=0.25, budget=2)  # binary-exact edges: band is [0.25, 0.75)
+# probability scale, binary-exact edges: band is [0.25, 0.75)
+CFG = RouteConfig(margin=0.25, budget=2, scale="probability")
 
 
 def frame(quality, learnability=None, rule_reason=None, ids=None):
@@ -165,3 +166,17 @@ def test_model_level_bar_and_summary():
         model_level_bar([0.1, float("nan")], 0.9)
     with pytest.raises(ValueError, match="quantile"):
         model_level_bar([0.1], 1.5)
+
+
+def test_logit_scale_band_is_symmetric_in_log_odds():
+    # bar 0.9 = log-odds 2.197; margin 1 → accept at >= 3.197 (p 0.9607), reject below 1.197
+    # (p 0.7680). In probability units a 0.1 band around 0.9 would reach past 1.
+    cfg = RouteConfig(margin=1.0, budget=10)
+    assert cfg.scale == "logit"
+    out = route(frame([0.97, 0.95, 0.80, 0.70, 0.9999999]), 0.9, cfg).to_pydict()
+    assert out["decision"] == ["accept", "hard", "hard", "reject", "accept"]
+    # the candidate nearest the bar (in log-odds) ranks first
+    prio = dict(zip(out["candidate_id"], out["priority"], strict=True))
+    assert prio["c01"] > prio["c02"]
+    with pytest.raises(ValueError, match="scale"):
+        RouteConfig(scale="linear")
