@@ -129,9 +129,15 @@ def round_cmd(
     home: Home = None,
 ) -> None:
     """One whole round as a Prefect flow: score → route → annotate → train."""
+    from pipelines import modelling
     from pipelines.flows import curation_round
 
     catalog = _catalog(home, must_exist=True)
+    if modelling.scorer_model(catalog) is None and not modelling.trusted_texts(catalog):
+        raise _fail(
+            f"{catalog.home} has no model and no trusted text to train one on; "
+            "ingest some first: datawall ingest SOURCE --role trusted"
+        )
     try:
         summary = curation_round(home=str(catalog.home), budget=budget)
     except WorkspaceBusy as exc:

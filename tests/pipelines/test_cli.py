@@ -81,3 +81,8 @@ def test_settings_file_overrides_and_validation(tmp_path):
     with pytest.raises(ValueError, match="margin"):
         Settings().with_overrides({"route.margin": -1})
     assert Settings.from_dict(json.loads(Settings().to_json())) == Settings()
+
+
+def test_round_without_trusted_text_is_a_clear_error(home):
+    result = runner.invoke(app, ["round", "--home", str(home)])
+    assert result.exit_code == 1 and "no trusted text" in result.output

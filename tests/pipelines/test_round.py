@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prefect.testing.utilities import prefect_test_harness
+from typer.testing import CliRunner
 
 from annotation.queue import read_queue
 from annotation.simulate import simulate_answers
 from pipelines import annotate
 from pipelines.catalog import Catalog
+from pipelines.cli import app
 from pipelines.flows import annotation_pull, curation_round, current_round
 from pipelines.settings import load_settings, save_settings
 from scoring.route import to_scale
@@ -123,6 +125,12 @@ def test_expert_answers_come_back_through_the_file_queue(harness, tiny_home, tmp
     assert {e["candidate_id"]: e["decision"] for e in experts} == {
         t["data"]["candidate_id"]: gold[t["data"]["candidate_id"]] for t in tasks
     }
+    status = CliRunner().invoke(
+        app, ["annotate", "status", "--home", str(tiny_home)], catch_exceptions=False
+    )
+    assert status.exit_code == 0
+    row = catalog.named("annotation_status").to_pylist()[-1]
+    assert (row["queued"], row["answered"], row["waiting"]) == (6, 6, 0)
     # importing the same export again changes nothing
     before = catalog.scalar("SELECT count(*) FROM annotations")
     again = annotate.import_export(catalog, settings, backup, current_round(catalog))
