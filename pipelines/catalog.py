@@ -175,6 +175,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+# Extra columns some views expose: `candidates.id` is the documented short name of candidate_id.
+_VIEW_ALIASES = {"candidates": ", candidate_id AS id"}
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]*$")
 
 
@@ -306,8 +309,9 @@ class Catalog:
 
     def _base_view_sql(self) -> list[str]:
         return [
-            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet("
-            f"{_sql_literal(str(self.table_dir(table) / '*.parquet'))}, union_by_name = true)"
+            f"CREATE OR REPLACE VIEW {table} AS SELECT *{_VIEW_ALIASES.get(table, '')} "
+            f"FROM read_parquet({_sql_literal(str(self.table_dir(table) / '*.parquet'))}, "
+            "union_by_name = true)"
             for table in SCHEMAS
         ]
 
@@ -325,6 +329,11 @@ class Catalog:
     def scalar(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
         table = self.query(sql, params)
         return table.column(0)[0].as_py() if table.num_rows else None
+
+    def current_round(self) -> int:
+        """The round being worked on: one past the last finished round."""
+        last = self.scalar("SELECT max(round) FROM rounds")
+        return 1 if last is None else int(last) + 1
 
     def write_duckdb_file(self) -> Path:
         """(Re)write ``catalog.duckdb``: views only, so it stays valid as the lake grows."""

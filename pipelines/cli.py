@@ -8,6 +8,7 @@ while a round is running.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,10 @@ from rich.table import Table
 
 from pipelines.catalog import Catalog, WorkspaceBusy
 from pipelines.settings import load_settings, resolve_home
+
+# No usage telemetry from the ephemeral Prefect server a laptop run starts (it also fails
+# noisily where the network is closed); a user who wants it sets the variable.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(
     help="datawall: keep only data above the model's level, send hard cases to experts, "
@@ -86,7 +91,6 @@ def ingest_cmd(
     home: Home = None,
 ) -> None:
     """Read a source: normalise, give stable ids, record exact duplicates, quarantine bad rows."""
-    from pipelines.flows import current_round
     from pipelines.ingest import ingest
     from pipelines.progress import progress_bar
     from pipelines.sources import SourceError
@@ -106,7 +110,6 @@ def ingest_cmd(
                 text_field=text_field,
                 id_field=id_field,
                 cfg=settings.ingest,
-                round_=current_round(catalog),
                 progress=advance,
             )
     except (SourceError, ValueError, WorkspaceBusy) as exc:
@@ -149,12 +152,11 @@ def round_cmd(
 def score_cmd(home: Home = None) -> None:
     """Sample the current model, set the bar, and score every undecided candidate."""
     from pipelines import modelling, score
-    from pipelines.flows import current_round
 
     catalog = _catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     with catalog.writer("datawall score"):
-        round_ = current_round(catalog)
+        round_ = catalog.current_round()
         reference = modelling.ensure_reference(catalog, settings)
         current = modelling.scorer_model(catalog) or reference
         bar = score.model_bar(catalog, settings, round_, current, reference)
@@ -171,12 +173,12 @@ def route_cmd(
 ) -> None:
     """Decide accept / reject / hard for the round's scored candidates."""
     from pipelines import route, score
-    from pipelines.flows import _with_budget, current_round
+    from pipelines.flows import _with_budget
 
     catalog = _catalog(home, must_exist=True)
     settings = _with_budget(load_settings(catalog.home), budget)
     with catalog.writer("datawall route"):
-        round_ = current_round(catalog)
+        round_ = catalog.current_round()
         bar = score.read_bar(catalog, round_)
         if bar is None:
             raise _fail(f"round {round_} has no bar yet: run `datawall score` first")
@@ -189,14 +191,13 @@ def route_cmd(
 def train_cmd(home: Home = None) -> None:
     """Continue the current model on trusted + accepted text and register the checkpoint."""
     from pipelines import modelling
-    from pipelines.flows import current_round
 
     catalog = _catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     with catalog.writer("datawall train"):
         reference = modelling.ensure_reference(catalog, settings)
         parent = modelling.scorer_model(catalog) or reference
-        model = modelling.train_round_model(catalog, settings, current_round(catalog), parent)
+        model = modelling.train_round_model(catalog, settings, catalog.current_round(), parent)
     row = catalog.query(
         "SELECT model_id, val_bpb, steps, train_docs FROM models WHERE model_id = ?",
         [model.model_id],
@@ -209,12 +210,11 @@ def train_cmd(home: Home = None) -> None:
 def annotate_push(home: Home = None) -> None:
     """Write the round's queued hard cases to the Label Studio import file."""
     from pipelines import annotate
-    from pipelines.flows import current_round
 
     catalog = _catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     with catalog.writer("datawall annotate push"):
-        round_ = current_round(catalog)
+        round_ = catalog.current_round()
         model_id = (
             catalog.scalar("SELECT model_id FROM bars WHERE round = ?", [round_]) or "unknown"
         )
@@ -231,13 +231,12 @@ def annotate_import(
 ) -> None:
     """Read a Label Studio JSON export back: annotations, consensus, expert decisions."""
     from pipelines import annotate
-    from pipelines.flows import current_round
 
     catalog = _catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     try:
         with catalog.writer("datawall annotate import"):
-            report = annotate.import_export(catalog, settings, file, current_round(catalog))
+            report = annotate.import_export(catalog, settings, file, catalog.current_round())
     except (ValueError, WorkspaceBusy) as exc:
         raise _fail(str(exc)) from None
     for line in report.errors:

@@ -21,12 +21,6 @@ from pipelines.modelling import ModelRef
 from pipelines.settings import Settings, load_settings, resolve_home
 
 
-def current_round(catalog: Catalog) -> int:
-    """The round being worked on: one past the last finished round."""
-    last = catalog.scalar("SELECT max(round) FROM rounds")
-    return 1 if last is None else int(last) + 1
-
-
 def workspace(home: str | None) -> tuple[Catalog, Settings]:
     path = resolve_home(home)
     catalog = Catalog(path).init()
@@ -46,7 +40,6 @@ def ingest_task(
         text_field=text_field,
         id_field=id_field,
         cfg=settings.ingest,
-        round_=current_round(catalog),
     )
     return report.summary()
 
@@ -173,7 +166,7 @@ def curation_round(home: str | None = None, budget: int | None = None) -> dict[s
     home = str(resolve_home(home))
     catalog = Catalog(home).init()
     with catalog.writer("curation round"):
-        round_ = current_round(catalog)
+        round_ = catalog.current_round()
         started_at = now()
         current, reference = models_task(home)
         bar = score_task(home, round_, current, reference, budget)
@@ -215,7 +208,7 @@ def annotation_pull(home: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     totals: Counter = Counter()
     with catalog.writer("annotation pull"):
-        round_ = current_round(catalog)
+        round_ = catalog.current_round()
         for path in sorted(inbox.glob("*.json")):
             try:
                 report = annotate.import_export(catalog, settings, path, round_)

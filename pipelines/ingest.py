@@ -156,15 +156,19 @@ def ingest(
     text_field: str = "text",
     id_field: str | None = None,
     cfg: IngestConfig | None = None,
-    round_: int = 1,
+    round_: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Ingest one source into the catalog. Caller holds the workspace writer lock."""
+    """Ingest one source into the catalog. Caller holds the workspace writer lock.
+
+    Rows are stamped with ``round_`` (default: the workspace's current round).
+    """
     cfg = cfg or IngestConfig()
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     source = open_source(spec)
     catalog.init()
+    round_ = catalog.current_round() if round_ is None else round_
     report = IngestReport(source=source.name, role=role)
     ingest_id = hashlib.sha256(
         f"{source.name}\x1f{source.fingerprint}\x1f{role}\x1f{text_field}\x1f{id_field}".encode()

@@ -160,3 +160,9 @@ def test_sql_answers_while_another_process_writes(tmp_path):
         writer.wait(timeout=120)
     assert writer.returncode == 0
     assert catalog.scalar("SELECT count(*) FROM quarantine") == 2000
+
+
+def test_candidates_view_has_the_short_id_name(tmp_path):
+    catalog = Catalog(tmp_path).init()
+    names = catalog.query("SELECT * FROM candidates LIMIT 0").column_names
+    assert "id" in names and "candidate_id" in names

@@ -16,7 +16,7 @@ from annotation.simulate import simulate_answers
 from pipelines import annotate
 from pipelines.catalog import Catalog
 from pipelines.cli import app
-from pipelines.flows import annotation_pull, curation_round, current_round
+from pipelines.flows import annotation_pull, curation_round
 from pipelines.settings import load_settings, save_settings
 from scoring.route import to_scale
 
@@ -40,7 +40,7 @@ def gold_labels(catalog: Catalog) -> dict[str, str]:
 def test_round_decides_every_candidate_and_trains_the_next_scorer(harness, tiny_home):
     catalog = Catalog(tiny_home)
     first = curation_round(home=str(tiny_home))
-    assert first["round"] == 1 and current_round(catalog) == 2
+    assert first["round"] == 1 and catalog.current_round() == 2
 
     # every pool candidate has exactly one latest decision, with a reason
     pool = catalog.scalar("SELECT count(*) FROM candidates WHERE role = 'pool'")
@@ -133,7 +133,7 @@ def test_expert_answers_come_back_through_the_file_queue(harness, tiny_home, tmp
     assert (row["queued"], row["answered"], row["waiting"]) == (6, 6, 0)
     # importing the same export again changes nothing
     before = catalog.scalar("SELECT count(*) FROM annotations")
-    again = annotate.import_export(catalog, settings, backup, current_round(catalog))
+    again = annotate.import_export(catalog, settings, backup, catalog.current_round())
     assert again.already_imported and catalog.scalar("SELECT count(*) FROM annotations") == before
     # expert-corrected text is what training reads for those candidates
     corrected = catalog.scalar("SELECT count(*) FROM accepted_texts WHERE corrected")
