@@ -86,7 +86,7 @@ def train_round_model(
     catalog: Catalog, settings: Settings, round_: int, parent: ModelRef
 ) -> ModelRef:
     """Continue ``parent`` on trusted + accepted text and register the result for ``round_``."""
-    accepted = catalog.query("SELECT text FROM accepted_texts ORDER BY candidate_id")
+    accepted = catalog.query("SELECT text FROM accepted_texts ORDER BY md5(text), candidate_id")
     texts = trusted_texts(catalog) + accepted.column("text").to_pylist()
     model_id = f"r{round_:03d}-" + _digest(
         parent.model_id, sorted(texts), settings.model.to_dict(), settings.train.to_dict()

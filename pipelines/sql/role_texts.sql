@@ -1,6 +1,7 @@
--- Texts of one role (?), exact duplicates left out, in a stable order.
+-- Texts of one role (?), exact duplicates left out, ordered by content so that the same
+-- texts give the same training run wherever the workspace lives.
 SELECT c.candidate_id, c.text
 FROM candidates c
 WHERE c.role = ?
   AND c.candidate_id NOT IN (SELECT candidate_id FROM decisions WHERE reason = 'exact_duplicate')
-ORDER BY c.candidate_id
+ORDER BY c.content_hash, c.candidate_id

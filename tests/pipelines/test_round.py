@@ -139,3 +139,30 @@ def test_expert_answers_come_back_through_the_file_queue(harness, tiny_home, tmp
     corrected = catalog.scalar("SELECT count(*) FROM accepted_texts WHERE corrected")
     n_accepted_by_experts = sum(1 for e in experts if e["decision"] == "accept")
     assert corrected == n_accepted_by_experts
+
+
+def test_round_killed_before_training_resumes_without_duplicates(harness, tiny_home, monkeypatch):
+    from pipelines import modelling
+
+    catalog = Catalog(tiny_home)
+    real = modelling.train_round_model
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash in the train step")
+
+    monkeypatch.setattr(modelling, "train_round_model", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        curation_round(home=str(tiny_home))
+    scored = catalog.scalar("SELECT count(*) FROM scores WHERE round = 1")
+    queue = read_queue(tiny_home / "annotations" / "queue" / "round-0001.json")
+    assert catalog.current_round() == 1 and scored > 0
+
+    monkeypatch.setattr(modelling, "train_round_model", real)
+    result = curation_round(home=str(tiny_home))
+    assert result["round"] == 1 and catalog.current_round() == 2
+    # nothing scored twice, every candidate decided once, the same tasks queued
+    assert catalog.scalar("SELECT count(*) FROM scores WHERE round = 1") == scored
+    assert (
+        catalog.scalar("SELECT count(*) - count(DISTINCT candidate_id) FROM latest_decisions") == 0
+    )
+    assert read_queue(Path(result["queue"]["queue"])) == queue
