@@ -35,7 +35,7 @@ app = typer.Typer(
 annotate_app = typer.Typer(help="Hard cases for experts: push, import, pull, status.")
 app.add_typer(annotate_app, name="annotate")
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)  # logs: no 80-column squeeze
 err = Console(stderr=True, soft_wrap=True)
 
 Home = Annotated[
@@ -326,10 +326,23 @@ def demo_cmd(
     report_cmd(home=catalog.home)
     out.print(
         f"\n[bold]demo finished in {time.time() - start:.0f} s.[/] Workspace: {catalog.home}\n"
-        f'  datawall sql "SELECT decision, reason, count(*) FROM latest_decisions GROUP BY ALL" --home {catalog.home}\n'
+        "Look around:\n"
+        f'  {_self_command()} sql "SELECT decision, reason, count(*) FROM latest_decisions '
+        f'GROUP BY ALL" --home {catalog.home}\n'
+        f"  {_self_command()} report --home {catalog.home}\n"
         f"  duckdb {catalog.home / 'catalog.duckdb'}\n"
-        f"  hard cases for Label Studio: {summary['queue']['queue']}"
+        f"Hard cases for Label Studio (import format): {summary['queue']['queue']}",
+        soft_wrap=True,
     )
+
+
+def _self_command() -> str:
+    """How this program was called, relative to the working folder when it is inside it."""
+    me = Path(sys.argv[0])
+    try:
+        return str(me.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return me.name
 
 
 @app.command("deploy")
