@@ -9,6 +9,9 @@
    so re-reading the same source yields the same ids.
 5. Exact duplicates (same content_hash as a candidate already kept, in any role) are kept
    as candidates and get a ``reject / exact_duplicate`` decision pointing to the kept copy.
+   The first copy is kept, except that a trusted or validation copy always wins over a
+   pool copy: the pool copy is then rejected as the duplicate (a pool text equal to a
+   validation text would otherwise leak the validation set into training).
 
 Work is done in batches; each batch's candidates file is its completion marker (written
 last, after its quarantine and decision files), so a killed ingest resumes where it stopped
@@ -219,11 +222,12 @@ def ingest(
     return report
 
 
-def _kept_hashes(catalog: Catalog) -> dict[str, str]:
-    """content_hash → candidate_id of the kept copy, for every candidate already stored."""
+def _kept_hashes(catalog: Catalog) -> dict[str, tuple[str, str]]:
+    """content_hash → (candidate_id, role) of the kept copy, for every stored candidate."""
     rows = catalog.query(
         """
-        SELECT c.content_hash, min_by(c.candidate_id, c.ingested_at) AS candidate_id
+        SELECT c.content_hash, min_by(c.candidate_id, c.ingested_at) AS candidate_id,
+               min_by(c.role, c.ingested_at) AS role
         FROM candidates c
         WHERE c.candidate_id NOT IN (
             SELECT candidate_id FROM decisions WHERE reason = 'exact_duplicate'
@@ -231,7 +235,10 @@ def _kept_hashes(catalog: Catalog) -> dict[str, str]:
         GROUP BY c.content_hash
         """
     )
-    return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+    return {
+        h: (cid, role)
+        for h, cid, role in zip(*(rows.column(i).to_pylist() for i in range(3)), strict=True)
+    }
 
 
 def _ingest_batch(
@@ -244,7 +251,7 @@ def _ingest_batch(
     id_field: str | None,
     cfg: IngestConfig,
     round_: int,
-    kept: dict[str, str],
+    kept: dict[str, tuple[str, str]],
     existing_ids: set[str],
     seen_bad: set[tuple[int, str]],
     occurrences: Counter,
@@ -299,30 +306,38 @@ def _ingest_batch(
                 "ingested_at": stamp,
             }
         )
-        if chash in kept:
-            report.duplicates += 1
-            dups.append(
-                {
-                    "candidate_id": cid,
-                    "round": round_,
-                    "decision": "reject",
-                    "reason": "exact_duplicate",
-                    "decided_by": "rule",
-                    "model_id": None,
-                    "bar": None,
-                    "quality": None,
-                    "priority": None,
-                    "queued": False,
-                    "duplicate_of": kept[chash],
-                    "decided_at": stamp,
-                }
-            )
-        else:
-            kept[chash] = cid
+        if chash not in kept:
+            kept[chash] = (cid, role)
             report.added += 1
+            continue
+        report.duplicates += 1
+        kept_id, kept_role = kept[chash]
+        if kept_role == "pool" and role != "pool":
+            # a trusted/validation copy wins: the earlier pool copy becomes the duplicate
+            kept[chash] = (cid, role)
+            dups.append(_duplicate_decision(kept_id, cid, round_, stamp))
+        else:
+            dups.append(_duplicate_decision(cid, kept_id, round_, stamp))
     # quarantine and decisions first: the candidates file marks the batch complete
     if bad:
         catalog.write("quarantine", pa.Table.from_pylist(bad, SCHEMAS["quarantine"]), key)
     if dups:
         catalog.write("decisions", pa.Table.from_pylist(dups, SCHEMAS["decisions"]), key)
     catalog.write("candidates", pa.Table.from_pylist(cands, SCHEMAS["candidates"]), key)
+
+
+def _duplicate_decision(candidate: str, kept: str, round_: int, stamp: Any) -> dict[str, Any]:
+    return {
+        "candidate_id": candidate,
+        "round": round_,
+        "decision": "reject",
+        "reason": "exact_duplicate",
+        "decided_by": "rule",
+        "model_id": None,
+        "bar": None,
+        "quality": None,
+        "priority": None,
+        "queued": False,
+        "duplicate_of": kept,
+        "decided_at": stamp,
+    }

@@ -141,6 +141,27 @@ def test_exact_duplicates_are_rejected_with_pointer_to_kept_copy(tmp_path, catal
     )
 
 
+def test_trusted_and_validation_copies_win_over_an_earlier_pool_copy(tmp_path, catalog):
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": PROSE[0]}, {"text": PROSE[1]}])
+    validation = write_jsonl(tmp_path / "validation.jsonl", [{"text": PROSE[0]}])
+    ingest(catalog, str(pool), role="pool")
+    report = ingest(catalog, str(validation), role="validation")
+    assert report.duplicates == 1
+    rows = catalog.query(
+        """
+        SELECT c.role, l.reason, k.role AS kept_role
+        FROM latest_decisions l
+        JOIN candidates c USING (candidate_id)
+        JOIN candidates k ON k.candidate_id = l.duplicate_of
+        """
+    ).to_pylist()
+    # the pool copy of a validation text is the one rejected: no leak into training
+    assert rows == [{"role": "pool", "reason": "exact_duplicate", "kept_role": "validation"}]
+    assert catalog.scalar("SELECT count(*) FROM candidates WHERE role = 'validation'") == 1
+    again = ingest(catalog, str(validation), role="validation")
+    assert again.added == again.duplicates == 0
+
+
 def test_parquet_csv_txt_and_saved_dataset(tmp_path, catalog):
     pq.write_table(
         pa.table({"text": [PROSE[0], None, "ok " * 10], "n": [1, 2, 3]}), tmp_path / "a.parquet"
