@@ -91,34 +91,26 @@ def ingest_cmd(
     home: Home = None,
 ) -> None:
     """Read a source: normalise, give stable ids, record exact duplicates, quarantine bad rows."""
-    from pipelines.ingest import ingest
+    from pipelines.flows import ingest_task
     from pipelines.progress import progress_bar
     from pipelines.sources import SourceError
 
     catalog = _catalog(home)
-    settings = load_settings(catalog.home)
     try:
         with (
             catalog.writer(f"datawall ingest {source}"),
             progress_bar(f"ingest {Path(source).name}", None) as advance,
         ):
-            catalog.init()
-            report = ingest(
-                catalog,
-                source,
-                role=role,
-                text_field=text_field,
-                id_field=id_field,
-                cfg=settings.ingest,
-                progress=advance,
+            # the task's plain function: a one-file ingest needs no Prefect server
+            summary = ingest_task.fn(
+                str(catalog.home), source, role, text_field, id_field, progress=advance
             )
     except (SourceError, ValueError, WorkspaceBusy) as exc:
         raise _fail(str(exc)) from None
-    summary = report.summary()
     out.print_json(data=summary)
-    if report.quarantined:
+    if summary["quarantined"]:
         err.print(
-            f"[yellow]{report.quarantined} row(s) quarantined[/]; see them with: "
+            f"[yellow]{summary['quarantined']} row(s) quarantined[/]; see them with: "
             'datawall sql "SELECT source, row, reason, detail FROM quarantine"'
         )
 

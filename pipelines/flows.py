@@ -8,6 +8,7 @@ tasks that will, get retries). Deployments and schedules are declared in ``flows
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,14 @@ def workspace(home: str | None) -> tuple[Catalog, Settings]:
 # -- tasks --------------------------------------------------------------------------------
 @task(name="ingest")
 def ingest_task(
-    home: str, source: str, role: str, text_field: str, id_field: str | None
+    home: str,
+    source: str,
+    role: str,
+    text_field: str,
+    id_field: str | None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
+    """Ingest one source with the workspace's settings; returns the report's summary."""
     catalog, settings = workspace(home)
     report = ingest(
         catalog,
@@ -40,6 +47,7 @@ def ingest_task(
         text_field=text_field,
         id_field=id_field,
         cfg=settings.ingest,
+        progress=progress,
     )
     return report.summary()
 

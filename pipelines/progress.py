@@ -38,6 +38,11 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
         yield lambda n=1: bar.advance(task, n)
 
 
+def note(message: str) -> None:
+    """One line about a step that has no countable progress (sampling, fitting)."""
+    console.print(f"[dim]{message}[/]")
+
+
 def _plain_counter(description: str, total: int | None) -> Callable[..., None]:
     """Without a terminal: one line per tenth of the work, so logs show progress too."""
     state = {"done": 0, "next": 0.1, "start": time.perf_counter()}

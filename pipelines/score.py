@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.modelling import ModelRef, load, trusted_texts
-from pipelines.progress import progress_bar
+from pipelines.progress import note, progress_bar
 from pipelines.settings import Settings
 from scoring.bar import model_level_bar
 from scoring.heuristics import heuristic_signals, rule_reasons
@@ -68,6 +68,7 @@ def model_bar(
         return existing
     cfg = settings.route
     model, ref = load(current), load(reference)
+    note(f"round {round_}: sampling {cfg.n_samples} texts from {current.model_id} for the bar")
     texts = sample_texts(
         model,
         cfg.n_samples,
@@ -100,6 +101,10 @@ def model_bar(
 
     loss_model = example_bpb(model, texts, max_bytes=settings.score.max_bytes)
     loss_ref = ref_loss(texts)
+    note(
+        f"round {round_}: quality classifier on {len(positives)} positives, "
+        f"{len(texts) + len(negatives_extra)} negatives ({len(texts)} model samples)"
+    )
     quality = QualityModel(settings.quality)
     _, neg_oof = quality.fit_predict_oof(
         positives,
