@@ -267,7 +267,7 @@ def sql_cmd(
     format: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
     home: Home = None,
 ) -> None:
-    """Query the catalog with DuckDB SQL (read-only; works while a round runs)."""
+    """Query the catalog with DuckDB SQL (takes no lock: works while a round runs)."""
     import duckdb
 
     if format not in ("table", "csv", "json"):
