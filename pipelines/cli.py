@@ -295,6 +295,52 @@ def report_cmd(home: Home = None) -> None:
     _print_table(catalog.named("decision_counts"), "latest decisions")
 
 
+@app.command("export")
+def export_cmd(
+    dest: Annotated[Path, typer.Argument(help="Destination folder (empty, or an earlier export)")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="parquet | jsonl | hf | tokens")
+    ] = "parquet",
+    round_: Annotated[
+        int | None, typer.Option("--round", help="Only what was accepted in this round")
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(help='A DuckDB predicate over the export\'s columns, e.g. "quality > 0.9"'),
+    ] = None,
+    shard_mb: Annotated[int, typer.Option(help="Shard size in MB of text (tokens: of ids)")] = 256,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="With --format hf: also push to this Hub repo")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Write the curated set (accepted, expert-corrected text) with provenance and a dataset card."""
+    from pipelines.export import ExportError, export
+
+    catalog = _catalog(home, must_exist=True)
+    if push_to_hub and format != "hf":
+        raise _fail("--push-to-hub needs --format hf", 2)
+    start = time.perf_counter()
+    try:
+        report = export(
+            catalog,
+            dest,
+            format,
+            round_=round_,
+            where=where,
+            shard_bytes=shard_mb << 20,
+            push_to_hub=push_to_hub,
+        )
+    except ExportError as exc:
+        raise _fail(str(exc), 2) from None
+    elapsed = time.perf_counter() - start
+    out.print(
+        f"{report.rows} rows, {len(report.files)} files, {report.bytes_written / 1e6:.2f} MB "
+        f"in {elapsed:.2f} s ({report.rows / max(elapsed, 1e-9):.0f} rows/s, "
+        f"{report.bytes_written / 1e6 / max(elapsed, 1e-9):.2f} MB/s) → {report.dest}"
+    )
+
+
 # -- demo & deploy ------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from prefect.testing.utilities import prefect_test_harness
 
 from pipelines.catalog import Catalog
 from pipelines.demo_corpus import build_demo_corpus
 from pipelines.ingest import ingest
-from pipelines.settings import Settings, save_settings
+from pipelines.settings import Settings, load_settings, save_settings
 
 TINY = {
     "model.d_model": 32,
@@ -40,12 +42,69 @@ def demo_sources(tmp_path_factory) -> dict[str, Path]:
     return build_demo_corpus(out, seed=0, n_trusted=60, n_validation=20, n_pool=120)
 
 
-@pytest.fixture
-def tiny_home(tmp_path, demo_sources) -> Path:
-    """A workspace with the small demo corpus ingested and tiny settings saved."""
-    home = tmp_path / "home"
+def make_tiny_home(home: Path, sources: dict[str, Path]) -> Path:
     catalog = Catalog(home).init()
     save_settings(home, tiny_settings())
     for role in ("trusted", "validation", "pool"):
-        ingest(catalog, str(demo_sources[role]), role=role, id_field="id")
+        ingest(catalog, str(sources[role]), role=role, id_field="id")
+    return home
+
+
+@pytest.fixture
+def tiny_home(tmp_path, demo_sources) -> Path:
+    """A workspace with the small demo corpus ingested and tiny settings saved."""
+    return make_tiny_home(tmp_path / "home", demo_sources)
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One temporary Prefect API for every test that runs a flow."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def curated_home(harness, tmp_path_factory, demo_sources) -> Path:
+    """Two finished rounds: the first decided by the model, the second's new pool all sent
+    to three simulated experts (one correction included), whose answers were imported."""
+    from annotation.queue import read_queue
+    from annotation.simulate import simulate_answers
+    from pipelines import annotate
+    from pipelines.flows import curation_round
+
+    home = make_tiny_home(tmp_path_factory.mktemp("curated") / "home", demo_sources)
+    catalog = Catalog(home)
+    curation_round(home=str(home))
+
+    more = build_demo_corpus(
+        tmp_path_factory.mktemp("more-data"), seed=1, n_trusted=20, n_validation=5, n_pool=60
+    )
+    ingest(catalog, str(more["pool"]), role="pool", id_field="id")
+    settings = load_settings(home).with_overrides({"route.margin": 30.0, "route.budget": 8})
+    save_settings(home, settings)
+    result = curation_round(home=str(home))
+    tasks = read_queue(Path(result["queue"]["queue"]))
+    gold = {
+        r["candidate_id"]: r["gold"]
+        for r in catalog.query(
+            "SELECT candidate_id, json_extract_string(meta, '$.gold') AS gold FROM candidates"
+        ).to_pylist()
+        if r["gold"]
+    }
+    answered = simulate_answers(tasks, gold, annotators=3, noise=0.0, seed=2)
+    for task in answered:
+        if task["annotations"][0]["result"][0]["value"]["choices"] == ["accept"]:
+            task["annotations"][0]["result"].append(
+                {
+                    "from_name": "corrected_text",
+                    "to_name": "text",
+                    "type": "textarea",
+                    "value": {"text": ["An expert rewrote this accepted text."]},
+                }
+            )
+            break
+    export_file = home.parent / "export.json"
+    export_file.write_text(json.dumps(answered))
+    with catalog.writer("test"):
+        annotate.import_export(catalog, settings, export_file, catalog.current_round())
     return home

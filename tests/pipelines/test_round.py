@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from annotation.queue import read_queue
@@ -21,12 +20,6 @@ from pipelines.settings import load_settings, save_settings
 from scoring.route import to_scale
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def gold_labels(catalog: Catalog) -> dict[str, str]:

@@ -1,0 +1,8 @@
+-- Accepted candidates with their provenance: the rows every export format writes.
+SELECT a.candidate_id, a.text, a.corrected, c.source, c.source_id,
+       l.round, l.decided_by, l.reason, s.model_id, l.bar,
+       s.quality, s.loss_model, s.loss_ref, s.learnability
+FROM accepted_texts a
+JOIN candidates c USING (candidate_id)
+JOIN latest_decisions l USING (candidate_id)
+LEFT JOIN latest_scores s USING (candidate_id)
