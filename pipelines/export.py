@@ -284,7 +284,7 @@ def dataset_card(
         f"- round filter: {round_ if round_ is not None else 'all rounds'}",
         f"- where: `{where}`" if where else "- where: none",
         "",
-        "## Counts per source and decision",
+        "## Exported rows per source and decider",
         "",
         "| source | decided_by | rows |",
         "|---|---|---|",
@@ -295,6 +295,17 @@ def dataset_card(
     ):
         counts[(src, by)] = counts.get((src, by), 0) + 1
     lines += [f"| {Path(s).name} | {b} | {n} |" for (s, b), n in sorted(counts.items())]
+    lines += [
+        "",
+        "## The whole pool it was chosen from (latest decision per candidate)",
+        "",
+        "| source | decision | decided_by | candidates |",
+        "|---|---|---|---|",
+    ]
+    for r in catalog.query(load_sql("export_pool_counts")).to_pylist():
+        lines.append(
+            f"| {Path(r['source']).name} | {r['decision']} | {r['decided_by']} | {r['n']} |"
+        )
     n_expert = sum(n for (_, b), n in counts.items() if b == "expert")
     corrected = sum(rows.column("corrected").to_pylist()) if rows.num_rows else 0
     lines += [

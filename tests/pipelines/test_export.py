@@ -65,6 +65,7 @@ def test_each_format_reads_back_equal_to_the_catalog(curated_home, tmp_path, fmt
     card = (tmp_path / "out" / "README.md").read_text()
     n_expert = sum(r["decided_by"] == "expert" for r in want.values())
     assert f"expert share: {n_expert}/{len(want)}" in card and "| round |" in card
+    assert "| pool.jsonl | reject | rule |" in card
 
 
 def test_provenance_columns_and_expert_corrections(curated_home, tmp_path):
