@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from annotation.consensus import consensus
-from annotation.queue import AnnotationRecord, parse_export, write_queue
+from annotation.queue import AnnotationRecord, ParseResult, parse_export, write_queue
 from annotation.tasks import build_tasks
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.settings import Settings
@@ -29,7 +29,7 @@ def queue_path(catalog: Catalog, round_: int) -> Path:
 
 def push(catalog: Catalog, settings: Settings, round_: int, model_id: str) -> tuple[Path, int]:
     """Write the round's queued hard cases as Label Studio tasks; returns (file, n_tasks)."""
-    rows = catalog.named("queued_tasks", [round_]).to_pylist()
+    rows = catalog.named("queued_tasks", {"round": round_}).to_pylist()
     tasks = build_tasks(rows, model_version=model_id, cfg=settings.annotation)
     path = write_queue(queue_path(catalog, round_), tasks)
     return path, len(tasks)
@@ -49,17 +49,24 @@ class ImportReport:
 def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int) -> ImportReport:
     """Store a Label Studio JSON export's annotations and the experts' decisions."""
     path = Path(path).resolve()
-    data = path.read_bytes()
-    key = "import-" + hashlib.sha256(data).hexdigest()[:16]
-    report = ImportReport(file=str(path))
+    key = "import-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     if catalog.exists("annotations", key):
-        report.already_imported = True
-        return report
+        return ImportReport(file=str(path), already_imported=True)
     parsed = parse_export(path, settings.annotation)
+    return import_parsed(catalog, parsed, str(path), key, round_)
+
+
+def import_parsed(
+    catalog: Catalog, parsed: ParseResult, origin: str, key: str, round_: int
+) -> ImportReport:
+    """Store parsed annotations once each, then the consensus of every touched candidate.
+
+    ``key`` names the output files; the annotations file is written last and marks the
+    import complete, so a crash in between is redone by the next import or pull.
+    """
+    report = ImportReport(file=origin)
     report.annotations_read = len(parsed.records)
     report.malformed = len(parsed.errors)
-    report.errors = [str(e) for e in parsed.errors]
-
     known_candidates = set(
         catalog.query("SELECT candidate_id FROM candidates").column(0).to_pylist()
     )
@@ -70,7 +77,7 @@ def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int)
         if rec.candidate_id not in known_candidates:
             report.malformed += 1
             report.errors.append(
-                f"{path}: task {rec.task_id}: candidate {rec.candidate_id!r} is not in this workspace"
+                f"{origin}: task {rec.task_id}: candidate {rec.candidate_id!r} is not in this workspace"
             )
             continue
         # Label Studio numbers annotations per server: qualify by candidate to stay unique
@@ -88,7 +95,7 @@ def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int)
                 "choice": rec.choice,
                 "corrected_text": rec.corrected_text,
                 "rationale": rec.rationale,
-                "export_file": str(path),
+                "export_file": origin,
                 "created_at": rec.created_at,
                 "imported_at": stamp,
             }
@@ -114,10 +121,11 @@ def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int)
                     "decided_by": "expert",
                     "model_id": None,
                     "bar": None,
-                    "quality": agreed.agreement,
+                    "quality": None,
                     "priority": None,
                     "queued": False,
                     "duplicate_of": None,
+                    "agreement": agreed.agreement,
                     "decided_at": stamp,
                 }
             )

@@ -120,6 +120,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("priority", pa.float64()),
             ("queued", pa.bool_()),
             ("duplicate_of", pa.string()),
+            ("agreement", pa.float64()),  # expert decisions: share of votes for the label
             ("decided_at", _TS),
         ]
     ),
@@ -136,6 +137,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("export_file", pa.string()),
             ("created_at", pa.string()),
             ("imported_at", _TS),
+        ]
+    ),
+    "ls_tasks": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("task_id", pa.int64()),
+            ("project_id", pa.int64()),
+            ("server", pa.string()),  # the Label Studio URL (never a token)
+            ("round", pa.int32()),
+            ("pushed_at", _TS),
         ]
     ),
     "models": pa.schema(

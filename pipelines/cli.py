@@ -200,8 +200,9 @@ def train_cmd(home: Home = None) -> None:
 # -- annotation ---------------------------------------------------------------------------
 @annotate_app.command("push")
 def annotate_push(home: Home = None) -> None:
-    """Write the round's queued hard cases to the Label Studio import file."""
-    from pipelines import annotate
+    """Write the round's queued hard cases to the import file; to Label Studio when configured."""
+    from annotation.studio import StudioError
+    from pipelines import annotate, studio
 
     catalog = _catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
@@ -211,7 +212,17 @@ def annotate_push(home: Home = None) -> None:
             catalog.scalar("SELECT model_id FROM bars WHERE round = ?", [round_]) or "unknown"
         )
         path, n = annotate.push(catalog, settings, round_, model_id)
-    out.print(f"{n} task(s) in {path}")
+        out.print(f"{n} task(s) in {path}")
+        server = studio.studio_from_env(catalog, settings)
+        if server is not None:
+            try:
+                report = studio.push(catalog, settings, server, round_, model_id)
+            except StudioError as exc:
+                raise _fail(f"{exc}; nothing is lost: run the push again when it is back") from None
+            out.print(
+                f"Label Studio {report.server} project {report.project_id}: {report.tasks} "
+                f"pending task(s), {report.imported} imported now"
+            )
 
 
 @annotate_app.command("import")
@@ -253,9 +264,50 @@ def annotate_pull(home: Home = None) -> None:
 
 @annotate_app.command("status")
 def annotate_status(home: Home = None) -> None:
-    """Hard cases queued, answered and waiting, per round."""
+    """Hard cases queued, answered and waiting, per round; and the server's view."""
+    from pipelines import studio
+
     catalog = _catalog(home, must_exist=True)
     _print_table(catalog.named("annotation_status"), "annotation status")
+    server = studio.studio_from_env(catalog, load_settings(catalog.home))
+    if server is not None:
+        out.print_json(data=studio.status(catalog, server))
+
+
+@annotate_app.command("simulate")
+def annotate_simulate(
+    oracle_field: Annotated[str, typer.Option(help="Source column holding accept/reject")],
+    annotators: Annotated[int, typer.Option(min=1, help="Simulated experts per task")] = 1,
+    noise: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Chance a noisy expert flips")
+    ] = 0.0,
+    noisy: Annotated[
+        int | None, typer.Option(help="How many experts are noisy [default: all]")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    home: Home = None,
+) -> None:
+    """Answer pending hard cases from a gold column, through the same path a person's takes."""
+    from annotation.studio import StudioError
+    from pipelines import studio
+
+    catalog = _catalog(home, must_exist=True)
+    settings = load_settings(catalog.home)
+    try:
+        with catalog.writer("datawall annotate simulate"):
+            result = studio.simulate(
+                catalog,
+                settings,
+                studio.studio_from_env(catalog, settings),
+                oracle_field,
+                annotators=annotators,
+                noise=noise,
+                noisy=noisy,
+                seed=seed,
+            )
+    except (ValueError, StudioError, WorkspaceBusy) as exc:
+        raise _fail(str(exc)) from None
+    out.print_json(data=result)
 
 
 # -- querying -----------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """Prefect flows: one curation round, ingest, and the annotation pull.
 
 Flows read like the recipe in DESIGN.md; each task is a thin wrapper around one step
-function. Nothing here retries: the embedded defaults touch no network (the Label Studio
-tasks that will, get retries). Deployments and schedules are declared in ``flows.yaml``.
+function. Only the Label Studio tasks touch the network, and only they retry (on top of the
+client's own backoff). Deployments and schedules are declared in ``flows.yaml``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import annotate, modelling, route, score
+from pipelines import annotate, modelling, route, score, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.ingest import ingest
 from pipelines.modelling import ModelRef
@@ -81,9 +82,30 @@ def route_task(home: str, round_: int, bar: score.Bar, budget: int | None) -> di
 
 @task(name="annotate")
 def annotate_task(home: str, round_: int, model_id: str) -> dict[str, Any]:
+    """The queue file always (a record of what was asked); Label Studio when configured."""
     catalog, settings = workspace(home)
     path, n = annotate.push(catalog, settings, round_, model_id)
-    return {"queue": str(path), "tasks": n}
+    out: dict[str, Any] = {"queue": str(path), "tasks": n}
+    server = studio.studio_from_env(catalog, settings)
+    if server is not None:
+        out["label_studio"] = dataclasses.asdict(label_studio_push_task(home, round_, model_id))
+    return out
+
+
+@task(name="label-studio-push", retries=2, retry_delay_seconds=10)
+def label_studio_push_task(home: str, round_: int, model_id: str) -> studio.PushReport:
+    """Network step: retried by Prefect on top of the client's own backoff."""
+    catalog, settings = workspace(home)
+    server = studio.studio_from_env(catalog, settings)
+    return studio.push(catalog, settings, server, round_, model_id)
+
+
+@task(name="label-studio-pull", retries=2, retry_delay_seconds=10)
+def label_studio_pull_task(home: str) -> dict[str, Any]:
+    catalog, settings = workspace(home)
+    server = studio.studio_from_env(catalog, settings)
+    report = studio.pull(catalog, settings, server)
+    return {"annotations_new": report.annotations_new, "decisions": report.decisions}
 
 
 @task(name="train")
@@ -205,7 +227,8 @@ def ingest_flow(
 
 @flow(name="annotation-pull")
 def annotation_pull(home: str | None = None) -> dict[str, Any]:
-    """Import every Label Studio export dropped in ``HOME/annotations/inbox/``.
+    """Pull the experts' answers from Label Studio (when configured) and import every
+    export dropped in ``HOME/annotations/inbox/``.
 
     Imported files move to ``inbox/done/``; a file that fails stays, with the error logged.
     """
@@ -217,6 +240,10 @@ def annotation_pull(home: str | None = None) -> dict[str, Any]:
     totals: Counter = Counter()
     with catalog.writer("annotation pull"):
         round_ = catalog.current_round()
+        if studio.studio_from_env(catalog, settings) is not None:
+            pulled = label_studio_pull_task(str(catalog.home))
+            totals["label_studio_annotations_new"] += pulled["annotations_new"]
+            totals["decisions"] += pulled["decisions"]
         for path in sorted(inbox.glob("*.json")):
             try:
                 report = annotate.import_export(catalog, settings, path, round_)

@@ -339,5 +339,6 @@ def _duplicate_decision(candidate: str, kept: str, round_: int, stamp: Any) -> d
         "priority": None,
         "queued": False,
         "duplicate_of": kept,
+        "agreement": None,
         "decided_at": stamp,
     }

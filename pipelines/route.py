@@ -46,6 +46,7 @@ def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> 
             "priority": decided.column("priority"),
             "queued": decided.column("queued"),
             "duplicate_of": pa.nulls(n, pa.string()),
+            "agreement": pa.nulls(n, pa.float64()),
             "decided_at": pa.array([now()] * n, SCHEMAS["decisions"].field("decided_at").type),
         }
     )

@@ -4,7 +4,8 @@
 -- An expert's answer outranks any rule or model decision of the same candidate.
 CREATE OR REPLACE VIEW latest_decisions AS
 SELECT c.candidate_id, c.source_id, c.source, c.role, d.decision, d.reason, d.decided_by,
-       d.round, d.model_id, d.bar, d.quality, d.priority, d.queued, d.duplicate_of, d.decided_at
+       d.round, d.model_id, d.bar, d.quality, d.priority, d.queued, d.duplicate_of,
+       d.agreement, d.decided_at
 FROM (
     SELECT *, row_number() OVER (
         PARTITION BY candidate_id
@@ -48,3 +49,12 @@ SELECT * EXCLUDE (_rank) FROM (
     FROM models
 )
 WHERE _rank = 1;
+
+-- Each annotator's agreement with the experts' consensus, over the candidates it decided.
+CREATE OR REPLACE VIEW annotator_agreement AS
+SELECT a.annotator, count(*) AS votes, avg((a.choice = l.decision)::DOUBLE) AS agreement
+FROM annotations a
+JOIN latest_decisions l USING (candidate_id)
+WHERE l.decided_by = 'expert' AND a.choice IS NOT NULL
+GROUP BY a.annotator
+ORDER BY a.annotator;

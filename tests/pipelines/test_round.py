@@ -159,3 +159,31 @@ def test_round_killed_before_training_resumes_without_duplicates(harness, tiny_h
         catalog.scalar("SELECT count(*) - count(DISTINCT candidate_id) FROM latest_decisions") == 0
     )
     assert read_queue(Path(result["queue"]["queue"])) == queue
+
+
+def test_simulated_experts_through_the_file_queue(harness, tiny_home):
+    catalog = Catalog(tiny_home)
+    save_settings(tiny_home, load_settings(tiny_home).with_overrides({"route.margin": 30.0}))
+    curation_round(home=str(tiny_home), budget=5)
+    runner = CliRunner()
+    args = ["annotate", "simulate", "--oracle-field", "gold", "--annotators", "3"]
+    args += ["--noise", "1.0", "--noisy", "1", "--home", str(tiny_home)]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"answered": 5, "annotations": 15}
+    # two honest experts outvote the one who always flips: consensus = gold, agreement 2/3
+    rows = catalog.query(
+        "SELECT l.decision, l.agreement, json_extract_string(c.meta, '$.gold') AS gold "
+        "FROM latest_decisions l JOIN candidates c USING (candidate_id) "
+        "WHERE l.decided_by = 'expert'"
+    ).to_pylist()
+    assert len(rows) == 5
+    assert all(r["decision"] == r["gold"] and abs(r["agreement"] - 2 / 3) < 1e-9 for r in rows)
+    per_annotator = {
+        r["annotator"]: r["agreement"]
+        for r in catalog.query("SELECT annotator, agreement FROM annotator_agreement").to_pylist()
+    }
+    assert sorted(per_annotator.values()) == [0.0, 1.0, 1.0]
+    # nothing left to answer: a second run adds nothing
+    again = runner.invoke(app, args, catch_exceptions=False)
+    assert json.loads(again.stdout) == {"answered": 0, "annotations": 0}
