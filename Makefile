@@ -4,8 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.datawall-installed
 DEMO_HOME ?= datawall-home
+# Label Studio has pins that clash with ours: it gets a venv of its own (tests/ls_server.py).
+LS_VENV ?= .venv-ls
+LS_VERSION := 1.23.2
+LS_STAMP := $(LS_VENV)/.label-studio-$(LS_VERSION)-installed
 
-.PHONY: venv demo test test-fast lint format clean
+.PHONY: venv label-studio demo test test-fast lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +19,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet 'label-studio==$(LS_VERSION)'
+	touch $(LS_STAMP)
+
+label-studio: $(LS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/datawall demo --home $(DEMO_HOME)
 
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
