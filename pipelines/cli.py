@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from pipelines.catalog import Catalog, WorkspaceBusy
-from pipelines.settings import load_settings, resolve_home
+from pipelines.catalog import WorkspaceBusy
+from pipelines.cli_annotate import annotate_app
+from pipelines.cli_common import Home, err, fail, open_catalog, out, print_table
+from pipelines.settings import load_settings
 
 # No usage telemetry from the ephemeral Prefect server a laptop run starts (it also fails
 # noisily where the network is closed); a user who wants it sets the variable.
@@ -32,46 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-annotate_app = typer.Typer(help="Hard cases for experts: push, import, pull, status.")
 app.add_typer(annotate_app, name="annotate")
-
-out = Console(width=None if sys.stdout.isatty() else 160)  # logs: no 80-column squeeze
-err = Console(stderr=True, soft_wrap=True)
-
-Home = Annotated[
-    Path | None,
-    typer.Option(
-        "--home", envvar="DATAWALL_HOME", help="Workspace folder [default: ./datawall-home]"
-    ),
-]
-
-
-def _catalog(home: Path | None, must_exist: bool = False) -> Catalog:
-    catalog = Catalog(resolve_home(home))
-    if must_exist and not catalog.initialised:
-        err.print(f"[red]error:[/] no datawall workspace at {catalog.home}")
-        raise typer.Exit(2)
-    return catalog
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _print_table(table, title: str | None = None) -> None:
-    view = Table(title=title, show_lines=False)
-    for name in table.column_names:
-        view.add_column(name)
-    for row in table.to_pylist():
-        view.add_row(*("" if v is None else _fmt(v) for v in row.values()))
-    out.print(view)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 # -- ingest -------------------------------------------------------------------------------
@@ -95,7 +56,7 @@ def ingest_cmd(
     from pipelines.progress import progress_bar
     from pipelines.sources import SourceError
 
-    catalog = _catalog(home)
+    catalog = open_catalog(home)
     try:
         with (
             catalog.writer(f"datawall ingest {source}"),
@@ -106,7 +67,7 @@ def ingest_cmd(
                 str(catalog.home), source, role, text_field, id_field, progress=advance
             )
     except (SourceError, ValueError, WorkspaceBusy) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print_json(data=summary)
     if summary["quarantined"]:
         err.print(
@@ -127,16 +88,16 @@ def round_cmd(
     from pipelines import modelling
     from pipelines.flows import curation_round
 
-    catalog = _catalog(home, must_exist=True)
+    catalog = open_catalog(home, must_exist=True)
     if modelling.scorer_model(catalog) is None and not modelling.trusted_texts(catalog):
-        raise _fail(
+        raise fail(
             f"{catalog.home} has no model and no trusted text to train one on; "
             "ingest some first: datawall ingest SOURCE --role trusted"
         )
     try:
         summary = curation_round(home=str(catalog.home), budget=budget)
     except WorkspaceBusy as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print_json(data=json.loads(json.dumps(summary, default=str)))
 
 
@@ -145,7 +106,7 @@ def score_cmd(home: Home = None) -> None:
     """Sample the current model, set the bar, and score every undecided candidate."""
     from pipelines import modelling, score
 
-    catalog = _catalog(home, must_exist=True)
+    catalog = open_catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     with catalog.writer("datawall score"):
         round_ = catalog.current_round()
@@ -167,13 +128,13 @@ def route_cmd(
     from pipelines import route, score
     from pipelines.flows import _with_budget
 
-    catalog = _catalog(home, must_exist=True)
+    catalog = open_catalog(home, must_exist=True)
     settings = _with_budget(load_settings(catalog.home), budget)
     with catalog.writer("datawall route"):
         round_ = catalog.current_round()
         bar = score.read_bar(catalog, round_)
         if bar is None:
-            raise _fail(f"round {round_} has no bar yet: run `datawall score` first")
+            raise fail(f"round {round_} has no bar yet: run `datawall score` first")
         counts = route.route_round(catalog, settings, round_, bar)
     for (decision, reason), n in sorted(counts.items()):
         out.print(f"{decision:7s} {reason:20s} {n}")
@@ -184,7 +145,7 @@ def train_cmd(home: Home = None) -> None:
     """Continue the current model on trusted + accepted text and register the checkpoint."""
     from pipelines import modelling
 
-    catalog = _catalog(home, must_exist=True)
+    catalog = open_catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     with catalog.writer("datawall train"):
         reference = modelling.ensure_reference(catalog, settings)
@@ -194,120 +155,7 @@ def train_cmd(home: Home = None) -> None:
         "SELECT model_id, val_bpb, steps, train_docs FROM models WHERE model_id = ?",
         [model.model_id],
     )
-    _print_table(row, "model")
-
-
-# -- annotation ---------------------------------------------------------------------------
-@annotate_app.command("push")
-def annotate_push(home: Home = None) -> None:
-    """Write the round's queued hard cases to the import file; to Label Studio when configured."""
-    from annotation.studio import StudioError
-    from pipelines import annotate, studio
-
-    catalog = _catalog(home, must_exist=True)
-    settings = load_settings(catalog.home)
-    with catalog.writer("datawall annotate push"):
-        round_ = catalog.current_round()
-        model_id = (
-            catalog.scalar("SELECT model_id FROM bars WHERE round = ?", [round_]) or "unknown"
-        )
-        path, n = annotate.push(catalog, settings, round_, model_id)
-        out.print(f"{n} task(s) in {path}")
-        server = studio.studio_from_env(catalog, settings)
-        if server is not None:
-            try:
-                report = studio.push(catalog, settings, server, round_, model_id)
-            except StudioError as exc:
-                raise _fail(f"{exc}; nothing is lost: run the push again when it is back") from None
-            out.print(
-                f"Label Studio {report.server} project {report.project_id}: {report.tasks} "
-                f"pending task(s), {report.imported} imported now"
-            )
-
-
-@annotate_app.command("import")
-def annotate_import(
-    file: Annotated[
-        Path, typer.Argument(help="A Label Studio JSON export", exists=True, dir_okay=False)
-    ],
-    home: Home = None,
-) -> None:
-    """Read a Label Studio JSON export back: annotations, consensus, expert decisions."""
-    from pipelines import annotate
-
-    catalog = _catalog(home, must_exist=True)
-    settings = load_settings(catalog.home)
-    try:
-        with catalog.writer("datawall annotate import"):
-            report = annotate.import_export(catalog, settings, file, catalog.current_round())
-    except (ValueError, WorkspaceBusy) as exc:
-        raise _fail(str(exc)) from None
-    for line in report.errors:
-        err.print(f"[yellow]skipped:[/] {line}")
-    if report.already_imported:
-        out.print(f"{file}: already imported; nothing changed")
-        return
-    out.print(
-        f"{report.annotations_new} new annotation(s) of {report.annotations_read} read, "
-        f"{report.malformed} skipped, {report.decisions} expert decision(s)"
-    )
-
-
-@annotate_app.command("pull")
-def annotate_pull(home: Home = None) -> None:
-    """Import every export in HOME/annotations/inbox/ (the hourly deployment runs this)."""
-    from pipelines.flows import annotation_pull
-
-    catalog = _catalog(home, must_exist=True)
-    out.print_json(data=annotation_pull(home=str(catalog.home)))
-
-
-@annotate_app.command("status")
-def annotate_status(home: Home = None) -> None:
-    """Hard cases queued, answered and waiting, per round; and the server's view."""
-    from pipelines import studio
-
-    catalog = _catalog(home, must_exist=True)
-    _print_table(catalog.named("annotation_status"), "annotation status")
-    server = studio.studio_from_env(catalog, load_settings(catalog.home))
-    if server is not None:
-        out.print_json(data=studio.status(catalog, server))
-
-
-@annotate_app.command("simulate")
-def annotate_simulate(
-    oracle_field: Annotated[str, typer.Option(help="Source column holding accept/reject")],
-    annotators: Annotated[int, typer.Option(min=1, help="Simulated experts per task")] = 1,
-    noise: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Chance a noisy expert flips")
-    ] = 0.0,
-    noisy: Annotated[
-        int | None, typer.Option(help="How many experts are noisy [default: all]")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    home: Home = None,
-) -> None:
-    """Answer pending hard cases from a gold column, through the same path a person's takes."""
-    from annotation.studio import StudioError
-    from pipelines import studio
-
-    catalog = _catalog(home, must_exist=True)
-    settings = load_settings(catalog.home)
-    try:
-        with catalog.writer("datawall annotate simulate"):
-            result = studio.simulate(
-                catalog,
-                settings,
-                studio.studio_from_env(catalog, settings),
-                oracle_field,
-                annotators=annotators,
-                noise=noise,
-                noisy=noisy,
-                seed=seed,
-            )
-    except (ValueError, StudioError, WorkspaceBusy) as exc:
-        raise _fail(str(exc)) from None
-    out.print_json(data=result)
+    print_table(row, "model")
 
 
 # -- querying -----------------------------------------------------------------------------
@@ -323,14 +171,14 @@ def sql_cmd(
     import duckdb
 
     if format not in ("table", "csv", "json"):
-        raise _fail(f"--format must be table, csv or json, not {format!r}", 2)
-    catalog = _catalog(home, must_exist=True)
+        raise fail(f"--format must be table, csv or json, not {format!r}", 2)
+    catalog = open_catalog(home, must_exist=True)
     try:
         result = catalog.query(query)
     except duckdb.Error as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if format == "table":
-        _print_table(result)
+        print_table(result)
     elif format == "csv":
         import pyarrow.csv as pacsv
 
@@ -342,9 +190,9 @@ def sql_cmd(
 @app.command("report")
 def report_cmd(home: Home = None) -> None:
     """A summary of every round: bar, decisions, model and validation loss."""
-    catalog = _catalog(home, must_exist=True)
-    _print_table(catalog.named("round_report"), "rounds")
-    _print_table(catalog.named("decision_counts"), "latest decisions")
+    catalog = open_catalog(home, must_exist=True)
+    print_table(catalog.named("round_report"), "rounds")
+    print_table(catalog.named("decision_counts"), "latest decisions")
 
 
 @app.command("export")
@@ -369,9 +217,9 @@ def export_cmd(
     """Write the curated set (accepted, expert-corrected text) with provenance and a dataset card."""
     from pipelines.export import ExportError, export
 
-    catalog = _catalog(home, must_exist=True)
+    catalog = open_catalog(home, must_exist=True)
     if push_to_hub and format != "hf":
-        raise _fail("--push-to-hub needs --format hf", 2)
+        raise fail("--push-to-hub needs --format hf", 2)
     start = time.perf_counter()
     try:
         report = export(
@@ -384,7 +232,7 @@ def export_cmd(
             push_to_hub=push_to_hub,
         )
     except ExportError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     elapsed = time.perf_counter() - start
     out.print(
         f"{report.rows} rows, {len(report.files)} files, {report.bytes_written / 1e6:.2f} MB "
@@ -405,7 +253,7 @@ def demo_cmd(
     from pipelines.flows import curation_round
 
     start = time.time()
-    catalog = _catalog(home)
+    catalog = open_catalog(home)
     catalog.init()
     data_dir = catalog.home / "demo-data"
     paths = build_demo_corpus(data_dir, seed=seed)
@@ -441,7 +289,7 @@ def deploy_cmd(
 ) -> None:
     """Register the deployments of flows.yaml with the configured Prefect server."""
     if not prefect_file.exists():
-        raise _fail(f"{prefect_file}: no such file")
+        raise fail(f"{prefect_file}: no such file")
     prefect = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect), "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all"]
     raise typer.Exit(subprocess.call(cmd))

@@ -6,12 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from prefect.logging.configuration import setup_logging
 from prefect.testing.utilities import prefect_test_harness
 
 from pipelines.catalog import Catalog
 from pipelines.demo_corpus import build_demo_corpus
 from pipelines.ingest import ingest
 from pipelines.settings import Settings, load_settings, save_settings
+
+# Configure Prefect's logging now, on the real stderr: if a CLI test (Typer's CliRunner
+# swaps sys.stderr for a buffer it later closes) were the first to touch Prefect, every
+# later flow would log into that closed buffer.
+setup_logging()
 
 TINY = {
     "model.d_model": 32,
