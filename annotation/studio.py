@@ -22,6 +22,8 @@ error messages.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +51,7 @@ class StudioConfig:
     retries: int = 5
     backoff_s: float = 0.5
     timeout_s: float = 30.0
+    pull_overlap_s: float = 1.0  # incremental pulls look this far behind the last watermark
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -147,11 +150,35 @@ class Studio:
         return int(project.id)
 
     # -- tasks ----------------------------------------------------------------------------
-    def _tasks(self, project_id: int, *, with_annotations: bool) -> list[Any]:
+    def _tasks(
+        self, project_id: int, *, with_annotations: bool, since: dt.datetime | None = None
+    ) -> list[Any]:
         fields = "all" if with_annotations else None
+        query = None
+        if since is not None:  # Label Studio's data-manager filter wants this exact format
+            stamp = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            query = json.dumps(
+                {
+                    "filters": {
+                        "conjunction": "and",
+                        "items": [
+                            {
+                                "filter": "filter:tasks:updated_at",
+                                "operator": "greater",
+                                "type": "Datetime",
+                                "value": stamp,
+                            }
+                        ],
+                    }
+                }
+            )
         return self._call(
             "list tasks",
-            lambda: list(self._client.tasks.list(project=project_id, fields=fields, page_size=500)),
+            lambda: list(
+                self._client.tasks.list(
+                    project=project_id, fields=fields, page_size=500, query=query
+                )
+            ),
         )
 
     def task_ids(self, project_id: int) -> dict[str, int]:
@@ -197,16 +224,23 @@ class Studio:
         wanted = {str(t["data"]["candidate_id"]) for t in tasks}
         return {cid: tid for cid, tid in have.items() if cid in wanted}, imported
 
-    def pull(self, project_id: int) -> list[dict[str, Any]]:
-        """Annotated tasks in Label Studio's JSON export shape (``id``, ``data``, ``annotations``)."""
-        out = []
-        for task in self._tasks(project_id, with_annotations=True):
+    def pull(
+        self, project_id: int, since: dt.datetime | None = None
+    ) -> tuple[list[dict[str, Any]], dt.datetime | None]:
+        """Annotated tasks changed after ``since`` (all when None), in Label Studio's JSON
+        export shape (``id``, ``data``, ``annotations``), and the latest ``updated_at`` seen
+        among the listed tasks: the watermark for the next incremental pull."""
+        out, latest = [], None
+        for task in self._tasks(project_id, with_annotations=True, since=since):
+            stamp = _as_datetime(task.updated_at)
+            if stamp is not None and (latest is None or stamp > latest):
+                latest = stamp
             annotations = [_plain(a) for a in (task.annotations or [])]
             if annotations:
                 out.append(
                     {"id": int(task.id), "data": dict(task.data or {}), "annotations": annotations}
                 )
-        return out
+        return out, latest
 
     # -- answers (the simulated expert goes through here, like a person in the UI) ---------
     def ensure_users(self, n: int, prefix: str = "datawall-sim") -> list[int]:
@@ -283,6 +317,13 @@ def _plain(obj: Any) -> dict[str, Any]:
         if data.get(key) is not None and not isinstance(data[key], str):
             data[key] = str(data[key])
     return data
+
+
+def _as_datetime(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    stamp = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
 def _describe(exc: Exception) -> str:

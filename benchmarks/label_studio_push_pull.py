@@ -92,7 +92,7 @@ def main() -> None:
         naive.answer(naive_ids[cid], "accept", user)
 
     t0 = time.perf_counter()
-    pulled = ours.pull(ours_project)
+    pulled, _ = ours.pull(ours_project)
     ours_pull = time.perf_counter() - t0
     t0 = time.perf_counter()
     naive_pulled = [a for tid in naive_ids.values() for a in client.annotations.list(id=tid)]

@@ -149,6 +149,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("pushed_at", _TS),
         ]
     ),
+    "ls_pulls": pa.schema(
+        [
+            ("server", pa.string()),
+            ("project_id", pa.int64()),
+            ("watermark", _TS),  # latest task updated_at the server reported
+            ("tasks", pa.int64()),
+            ("annotations_new", pa.int64()),
+            ("pulled_at", _TS),
+        ]
+    ),
     "models": pa.schema(
         [
             ("model_id", pa.string()),

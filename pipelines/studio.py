@@ -17,6 +17,7 @@ Configuration comes from the environment, never from code or the catalog:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -110,9 +111,19 @@ def push(
 
 
 def pull(catalog: Catalog, settings: Settings, studio: Studio) -> ImportReport:
-    """Bring every annotation in the project back; only new ones are stored."""
+    """Bring back what changed on the server since the last pull; store only new annotations.
+
+    The watermark is the latest task ``updated_at`` the server reported (``ls_pulls``),
+    minus ``pull_overlap_s`` (a second) of overlap; annotations already stored are skipped by id, so the
+    overlap costs nothing and a crash between import and watermark loses nothing.
+    """
     project_id = studio.ensure_project()
-    tasks = studio.pull(project_id)
+    last = catalog.scalar(
+        "SELECT max(watermark) FROM ls_pulls WHERE server = ? AND project_id = ?",
+        [studio.cfg.url, project_id],
+    )
+    since = None if last is None else last - dt.timedelta(seconds=studio.cfg.pull_overlap_s)
+    tasks, latest = studio.pull(project_id, since=since)
     parsed = parse_export(tasks, settings.annotation)
     fingerprint = sorted(
         (r.candidate_id, str(r.annotation_id), r.updated_at or "") for r in parsed.records
@@ -120,10 +131,22 @@ def pull(catalog: Catalog, settings: Settings, studio: Studio) -> ImportReport:
     key = "pull-" + hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
     origin = f"{studio.cfg.url} project {project_id}"
     if catalog.exists("annotations", key):
-        return ImportReport(
+        report = ImportReport(
             file=origin, annotations_read=len(parsed.records), already_imported=True
         )
-    return import_parsed(catalog, parsed, origin, key, catalog.current_round())
+    else:
+        report = import_parsed(catalog, parsed, origin, key, catalog.current_round())
+    if latest is not None and (last is None or latest > last):
+        row = {
+            "server": studio.cfg.url,
+            "project_id": project_id,
+            "watermark": latest,
+            "tasks": len(tasks),
+            "annotations_new": report.annotations_new,
+            "pulled_at": now(),
+        }
+        catalog.write("ls_pulls", pa.Table.from_pylist([row], SCHEMAS["ls_pulls"]), key)
+    return report
 
 
 def pending_gold(catalog: Catalog, oracle_field: str) -> dict[str, str]:
@@ -175,7 +198,7 @@ def simulate(
     users = studio.ensure_users(annotators)
     rng = np.random.default_rng(seed)
     created = 0
-    answered_already = {t["data"].get("candidate_id") for t in studio.pull(project_id)}
+    answered_already = {t["data"].get("candidate_id") for t in studio.pull(project_id)[0]}
     for cid in sorted(gold):
         if cid not in ids or cid in answered_already:
             continue
@@ -225,7 +248,7 @@ def status(catalog: Catalog, studio: Studio | None) -> dict[str, Any]:
         project_id = studio.ensure_project()
         out["project_id"] = project_id
         out["tasks_on_server"] = len(studio.task_ids(project_id))
-        out["annotated_on_server"] = len(studio.pull(project_id))
+        out["annotated_on_server"] = len(studio.pull(project_id)[0])
         out["reachable"] = True
     except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
         out["reachable"] = False

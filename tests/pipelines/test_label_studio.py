@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -80,6 +81,17 @@ def test_round_with_three_experts_one_noisy(harness, label_studio, all_hard, mon
         "decisions": 0,
     }
     assert counts(catalog, server) == (6, 6, 18, 6)
+
+    # pulls are incremental: a later answer on one task brings back that task alone
+    # (overlap 0 here so the window starts exactly at the watermark)
+    exact = Studio(
+        dataclasses.replace(server.cfg, pull_overlap_s=0.0), label_studio.token, settings.annotation
+    )
+    one = sorted(server.task_ids(project).items())[0]
+    server.answer(one[1], "accept", server.ensure_users(4)[-1])
+    later = studio_step.pull(catalog, settings, exact)
+    assert (later.annotations_read, later.annotations_new) == (4, 1)
+    assert catalog.scalar("SELECT count(*) FROM ls_pulls") == 2
 
     # the experts' accepts train the next model
     second = curation_round(home=str(all_hard), budget=0)
