@@ -70,7 +70,10 @@ def import_parsed(
     known_candidates = set(
         catalog.query("SELECT candidate_id FROM candidates").column(0).to_pylist()
     )
-    seen = set(catalog.query("SELECT annotation_id FROM annotations").column(0).to_pylist())
+    seen = {
+        (r["annotation_id"], r["updated_at"] or "")
+        for r in catalog.query("SELECT annotation_id, updated_at FROM annotations").to_pylist()
+    }
     stamp = now()
     new_rows = []
     for rec in parsed.records:
@@ -82,9 +85,10 @@ def import_parsed(
             continue
         # Label Studio numbers annotations per server: qualify by candidate to stay unique
         annotation_id = f"{rec.candidate_id}:{rec.annotation_id}"
-        if annotation_id in seen:
+        version = (annotation_id, rec.updated_at or "")
+        if version in seen:  # stored already; an edited annotation is a new version
             continue
-        seen.add(annotation_id)
+        seen.add(version)
         new_rows.append(
             {
                 "annotation_id": annotation_id,
@@ -97,6 +101,7 @@ def import_parsed(
                 "rationale": rec.rationale,
                 "export_file": origin,
                 "created_at": rec.created_at,
+                "updated_at": rec.updated_at,
                 "imported_at": stamp,
             }
         )
@@ -106,9 +111,11 @@ def import_parsed(
     if touched:
         # consensus over every annotation of the touched candidates, old and new
         previous = catalog.query(
-            "SELECT * FROM annotations WHERE list_contains(?, candidate_id)", [touched]
+            "SELECT * FROM latest_annotations WHERE list_contains(?, candidate_id)", [touched]
         ).to_pylist()
-        records = [_record_from_row(r) for r in previous + new_rows]
+        latest = {r["annotation_id"]: r for r in previous}
+        latest.update({r["annotation_id"]: r for r in new_rows})  # new versions win
+        records = [_record_from_row(r) for r in latest.values()]
         for agreed in consensus(records):
             if agreed.label is None:
                 continue
@@ -149,5 +156,5 @@ def _record_from_row(row: dict) -> AnnotationRecord:
         was_cancelled=False,
         lead_time=None,
         created_at=row["created_at"],
-        updated_at=None,
+        updated_at=row.get("updated_at"),
     )

@@ -136,6 +136,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("rationale", pa.string()),
             ("export_file", pa.string()),
             ("created_at", pa.string()),
+            ("updated_at", pa.string()),  # an edited annotation is stored again, as a version
             ("imported_at", _TS),
         ]
     ),

@@ -4,7 +4,7 @@ FROM latest_decisions l
 JOIN candidates c USING (candidate_id)
 LEFT JOIN (
     SELECT candidate_id, arg_max(corrected_text, imported_at) AS corrected_text
-    FROM annotations WHERE corrected_text IS NOT NULL AND choice = 'accept'
+    FROM latest_annotations WHERE corrected_text IS NOT NULL AND choice = 'accept'
     GROUP BY candidate_id
 ) a USING (candidate_id)
 WHERE l.decided_by = 'expert' AND l.decision IN ('accept', 'reject')

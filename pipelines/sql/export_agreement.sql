@@ -3,7 +3,7 @@ SELECT avg(top / n) FROM (
     SELECT candidate_id, count(*) AS n, max(votes) AS top
     FROM (
         SELECT candidate_id, choice, count(*) OVER (PARTITION BY candidate_id, choice) AS votes
-        FROM annotations WHERE choice IS NOT NULL
+        FROM latest_annotations WHERE choice IS NOT NULL
     )
     GROUP BY candidate_id
 )

@@ -26,6 +26,16 @@ SELECT * EXCLUDE (_rank) FROM (
 )
 WHERE _rank = 1;
 
+-- The latest version of each annotation (an expert may edit an answer after a pull).
+CREATE OR REPLACE VIEW latest_annotations AS
+SELECT * EXCLUDE (_rank) FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY annotation_id ORDER BY coalesce(updated_at, '') DESC, imported_at DESC
+    ) AS _rank
+    FROM annotations
+)
+WHERE _rank = 1;
+
 -- The text each accepted candidate contributes to training: an expert's correction when
 -- one exists (the most recent), else the ingested text.
 CREATE OR REPLACE VIEW accepted_texts AS
@@ -36,7 +46,7 @@ FROM latest_decisions l
 JOIN candidates c USING (candidate_id)
 LEFT JOIN (
     SELECT candidate_id, arg_max(corrected_text, imported_at) AS corrected_text
-    FROM annotations
+    FROM latest_annotations
     WHERE corrected_text IS NOT NULL AND choice = 'accept'
     GROUP BY candidate_id
 ) fix USING (candidate_id)
@@ -53,7 +63,7 @@ WHERE _rank = 1;
 -- Each annotator's agreement with the experts' consensus, over the candidates it decided.
 CREATE OR REPLACE VIEW annotator_agreement AS
 SELECT a.annotator, count(*) AS votes, avg((a.choice = l.decision)::DOUBLE) AS agreement
-FROM annotations a
+FROM latest_annotations a
 JOIN latest_decisions l USING (candidate_id)
 WHERE l.decided_by = 'expert' AND a.choice IS NOT NULL
 GROUP BY a.annotator

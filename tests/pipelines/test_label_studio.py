@@ -93,6 +93,38 @@ def test_round_with_three_experts_one_noisy(harness, label_studio, all_hard, mon
     assert (later.annotations_read, later.annotations_new) == (4, 1)
     assert catalog.scalar("SELECT count(*) FROM ls_pulls") == 2
 
+    # an expert who edits an answer after it was pulled: the new version counts
+    noisy_user = server.ensure_users(1)[0]
+    gold = {
+        r["candidate_id"]: r["g"]
+        for r in catalog.query(
+            "SELECT candidate_id, json_extract_string(meta, '$.gold') AS g FROM candidates"
+        ).to_pylist()
+    }
+    task = next(t for t in server.pull(project)[0] if t["data"]["candidate_id"] != one[0])
+    mine = next(a for a in task["annotations"] if a["completed_by"] == noisy_user)
+    server._client.annotations.update(
+        id=mine["id"],
+        result=[
+            {
+                "from_name": "decision",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": [gold[task["data"]["candidate_id"]]]},
+            }
+        ],
+    )
+    edited = studio_step.pull(catalog, settings, exact)
+    assert edited.annotations_new == 1
+    assert (
+        catalog.scalar(
+            "SELECT agreement FROM latest_decisions WHERE candidate_id = ?",
+            [task["data"]["candidate_id"]],
+        )
+        == 1.0
+    )
+    assert catalog.scalar("SELECT count(*) FROM latest_annotations") == 19
+
     # the experts' accepts train the next model
     second = curation_round(home=str(all_hard), budget=0)
     accepted_by_experts = catalog.scalar(
