@@ -180,3 +180,18 @@ def studio_step_push_with_hook(catalog, settings, server, round_, hook):
         return studio_step.push(catalog, settings, server, round_, "m")
     finally:
         server.push = original
+
+
+def test_personal_access_tokens_work_like_legacy_tokens(label_studio, tiny_home, monkeypatch):
+    from label_studio_sdk import LabelStudio
+
+    pat = LabelStudio(base_url=label_studio.url, api_key=label_studio.token).tokens.create().token
+    assert pat.count(".") == 2  # a JWT refresh token, not the legacy token
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", pat)
+    catalog = Catalog(tiny_home)
+    server = studio_step.studio_from_env(catalog, load_settings(tiny_home))
+    project = server.ensure_project()
+    assert server.ensure_project() == project  # found again by title, not created twice
+    assert server.task_ids(project) == {}
+    assert pat not in repr(server)
