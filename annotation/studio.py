@@ -92,6 +92,11 @@ class Studio:
         self._client = LabelStudio(base_url=cfg.url, api_key=token, timeout=cfg.timeout_s)
         self._sleep = sleep
 
+    @property
+    def client(self) -> LabelStudio:
+        """The underlying SDK client, for calls this class does not wrap."""
+        return self._client
+
     def __repr__(self) -> str:  # never the token
         return f"Studio(url={self.cfg.url!r}, project={self.cfg.project_title!r})"
 

@@ -68,7 +68,7 @@ def main() -> None:
     ours = Studio(StudioConfig(url=url, project_title=f"datawall-bench-ours-{stamp}"), token)
     naive = Studio(StudioConfig(url=url, project_title=f"datawall-bench-naive-{stamp}"), token)
     ours_project, naive_project = ours.ensure_project(), naive.ensure_project()
-    client = naive._client  # the plain SDK client, as a user would hold it
+    client = naive.client  # the plain SDK client, as a user would hold it
 
     t0 = time.perf_counter()
     for task in make_tasks(args.tasks, "naive"):

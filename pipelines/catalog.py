@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import time
@@ -375,7 +374,3 @@ class Catalog:
             except OSError:  # pragma: no cover - a client had it open on a platform that cares
                 time.sleep(0.1)
         return path
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)

@@ -45,6 +45,13 @@ class Bar:
     quality_model: Path
 
 
+def _bpb(model, texts: list[str], settings: Settings) -> np.ndarray:
+    """Bits per byte of each text, with the workspace's scoring limits."""
+    return example_bpb(
+        model, texts, max_bytes=settings.score.max_bytes, batch_tokens=settings.score.batch_tokens
+    )
+
+
 def quality_model_path(catalog: Catalog, round_: int) -> Path:
     return catalog.home / "quality" / f"round-{round_:04d}.joblib"
 
@@ -92,14 +99,9 @@ def model_bar(
     # The classifier sees n-grams plus one model signal: bits per byte under the reference
     # model (word salad and boilerplate read as fluent n-grams but score high loss).
     def ref_loss(texts_: list[str]) -> np.ndarray:
-        return example_bpb(
-            ref,
-            texts_,
-            max_bytes=settings.score.max_bytes,
-            batch_tokens=settings.score.batch_tokens,
-        )
+        return _bpb(ref, texts_, settings)
 
-    loss_model = example_bpb(model, texts, max_bytes=settings.score.max_bytes)
+    loss_model = _bpb(model, texts, settings)
     loss_ref = ref_loss(texts)
     note(
         f"round {round_}: quality classifier on {len(positives)} positives, "
@@ -198,18 +200,8 @@ def score_shard(
     idx = np.flatnonzero(passing)
     if idx.size:
         keep = [texts[int(i)].as_py() for i in idx]
-        loss_model[idx] = example_bpb(
-            model,
-            keep,
-            max_bytes=settings.score.max_bytes,
-            batch_tokens=settings.score.batch_tokens,
-        )
-        loss_ref[idx] = example_bpb(
-            ref,
-            keep,
-            max_bytes=settings.score.max_bytes,
-            batch_tokens=settings.score.batch_tokens,
-        )
+        loss_model[idx] = _bpb(model, keep, settings)
+        loss_ref[idx] = _bpb(ref, keep, settings)
         qual[idx] = quality.predict(keep, loss_ref[idx])
 
     def nullable(values: np.ndarray) -> pa.Array:

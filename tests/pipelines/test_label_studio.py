@@ -48,7 +48,7 @@ def test_round_with_three_experts_one_noisy(harness, label_studio, all_hard, mon
     assert counts(catalog, server) == (6, 6, 0, 0)
     # the model's guess travels with each task as a prediction
     project = server.ensure_project()
-    tasks = list(server._client.tasks.list(project=project, fields="all"))
+    tasks = list(server.client.tasks.list(project=project, fields="all"))
     assert all(
         t.predictions and _plain(t.predictions[0])["model_version"] == result["model_id"]
         for t in tasks
@@ -103,7 +103,7 @@ def test_round_with_three_experts_one_noisy(harness, label_studio, all_hard, mon
     }
     task = next(t for t in server.pull(project)[0] if t["data"]["candidate_id"] != one[0])
     mine = next(a for a in task["annotations"] if a["completed_by"] == noisy_user)
-    server._client.annotations.update(
+    server.client.annotations.update(
         id=mine["id"],
         result=[
             {

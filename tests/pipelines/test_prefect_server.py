@@ -85,7 +85,8 @@ def test_deployed_round_runs_on_a_process_worker(prefect_server, tiny_home):
     api = env["PREFECT_API_URL"]
     deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
     by_name = {d["name"]: d for d in deployments}
-    assert set(by_name) == {"nightly-round", "hourly-annotation-pull"}
+    assert set(by_name) == {"nightly-round", "hourly-annotation-pull", "ingest"}
+    assert not by_name["ingest"]["schedules"]
     nightly = by_name["nightly-round"]
     assert nightly["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
     assert by_name["hourly-annotation-pull"]["schedules"][0]["schedule"]["interval"] == 3600
