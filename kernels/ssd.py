@@ -14,8 +14,11 @@ Implementations behind one dispatch function, ``ssd_scan(..., impl=...)``:
   sequence is cut into chunks; inside a chunk the output is a masked quadratic form
   (attention-like, with a segment-sum decay mask); across chunks a state is passed with a
   linear recurrence. O(L * chunk) work, matmul-friendly, runs on CPU and GPU.
-- ``"triton"``: not built yet; asking for it raises ``NotImplementedError``.
-- ``"auto"``:  picks ``"torch"`` and logs the choice once (logger ``"kernels"``).
+- ``"triton"``: fused Triton kernels for the same chunked algorithm, forward and backward
+  (``kernels/ssd_triton.py``). Needs CUDA tensors, or ``TRITON_INTERPRET=1`` on the CPU
+  (exact but thousands of times slower: for tests). Asking for it where it cannot run raises.
+- ``"auto"``:  ``"triton"`` for CUDA tensors when Triton imports, else ``"torch"``; logs the
+  choice once (logger ``"kernels"``).
 
 All implementations compute in fp32 (fp64 inputs stay fp64, so gradients can be checked in
 double precision); ``y`` comes back in ``x.dtype`` and the final state in the compute dtype.
@@ -25,6 +28,7 @@ double precision); ``y`` comes back in ``x.dtype`` and the final state in the co
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +38,41 @@ logger = logging.getLogger("kernels")
 
 IMPLS = ("auto", "ref", "torch", "triton")
 _auto_logged = False
+
+# Chunk size of the "torch" path when the caller passes none: the fastest forward+backward
+# measured by benchmarks/scan.py (--sweep-chunks) on 2 CPU cores at batch 8, 8 heads,
+# headdim 32, dstate 32, as (longest length it applies to, chunk).
+TORCH_CHUNKS: tuple[tuple[int, int], ...] = ((1 << 62, 64),)
+# Chunk size of the Triton kernels: one (chunk, chunk) tile per program.
+TRITON_CHUNK = 64
+
+
+def torch_chunk_size(seqlen: int) -> int:
+    """The measured-fastest chunk size of the "torch" path for this length."""
+    for max_len, chunk in TORCH_CHUNKS:
+        if seqlen <= max_len:
+            return chunk
+    return TORCH_CHUNKS[-1][1]
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _triton_unavailable(x: Tensor) -> str | None:
+    """Why impl='triton' cannot run on x, or None when it can."""
+    if x.dtype == torch.float64:
+        return "impl='triton' computes in fp32 and takes fp32/bf16/fp16 inputs, not float64"
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        return f"impl='triton' needs the triton package ({exc}); pip install 'datawall[gpu]'"
+    if x.device.type == "cuda" or (x.device.type == "cpu" and _interpreting()):
+        return None
+    return (
+        f"impl='triton' needs CUDA tensors (got device {x.device}); on the CPU it runs only "
+        "under TRITON_INTERPRET=1 (for tests)"
+    )
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -75,7 +114,7 @@ def ssd_scan(
     initial_state: Tensor | None = None,
     *,
     impl: str = "auto",
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run the SSD recurrence over a whole sequence.
 
@@ -84,26 +123,32 @@ def ssd_scan(
     D: (nheads,) or None; initial_state: (batch, nheads, headdim, dstate) or None.
     Returns y (batch, seqlen, nheads, headdim) in x.dtype and the final state
     (batch, nheads, headdim, dstate) in fp32 (fp64 for fp64 inputs).
+    chunk_size: None picks the measured-fastest size for the path and length
+    (``torch_chunk_size``, ``TRITON_CHUNK``); "ref" ignores it.
     """
     global _auto_logged
     if impl not in IMPLS:
         raise ValueError(f"unknown ssd_scan impl={impl!r}; choose one of {IMPLS}")
-    if impl == "triton":
-        raise NotImplementedError(
-            "ssd_scan impl='triton' is not available yet; use impl='torch' (chunked, CPU and "
-            "GPU) or impl='ref' (sequential reference)"
-        )
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_shapes(x, dt, A, B, C, D, initial_state)
     if impl == "auto":
+        impl = "triton" if x.device.type == "cuda" and _triton_unavailable(x) is None else "torch"
         if not _auto_logged:
-            logger.info("ssd_scan impl='auto' -> 'torch' (chunked SSD in PyTorch)")
+            what = "fused Triton kernels" if impl == "triton" else "chunked SSD in PyTorch"
+            logger.info("ssd_scan impl='auto' -> %r (%s)", impl, what)
             _auto_logged = True
-        impl = "torch"
     if impl == "ref":
         return _ssd_scan_ref(x, dt, A, B, C, D, initial_state)
-    return _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size)
+    if impl == "triton":
+        reason = _triton_unavailable(x)
+        if reason is not None:
+            raise RuntimeError(reason)
+        from kernels.ssd_triton import ssd_scan_triton
+
+        return ssd_scan_triton(x, dt, A, B, C, D, initial_state, chunk_size or TRITON_CHUNK)
+    chunk = chunk_size or torch_chunk_size(x.shape[1])
+    return _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk)
 
 
 def ssd_step(
