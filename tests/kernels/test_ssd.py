@@ -6,60 +6,16 @@ non-power-of-two headdim, grouped B/C, with and without an initial state).
 """
 
 import logging
+import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
+from ssd_helpers import assert_close, detached, make_inputs, run
 
 from kernels import ssd
 from kernels.ssd import ssd_scan, ssd_step
 
-# Tolerances are relative to the largest magnitude of the reference tensor.
-TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 2e-2}
-
 NHEADS, HEADDIM, DSTATE = 4, 12, 8
-
-
-def detached(inputs):
-    return {k: None if v is None else v.detach() for k, v in inputs.items()}
-
-
-def make_inputs(seqlen, ngroups, with_state, dtype, batch=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def randn(*shape):
-        return torch.randn(*shape, generator=g, dtype=torch.float64)
-
-    inputs = {
-        "x": randn(batch, seqlen, NHEADS, HEADDIM),
-        "dt": F.softplus(randn(batch, seqlen, NHEADS) - 1.0),
-        "A": -torch.exp(randn(NHEADS) * 0.5),
-        "B": randn(batch, seqlen, ngroups, DSTATE) / DSTATE**0.5,
-        "C": randn(batch, seqlen, ngroups, DSTATE) / DSTATE**0.5,
-        "D": randn(NHEADS),
-        "initial_state": randn(batch, NHEADS, HEADDIM, DSTATE) if with_state else None,
-    }
-    return {k: None if v is None else v.to(dtype).requires_grad_(True) for k, v in inputs.items()}
-
-
-def run(inputs, **kwargs):
-    """Forward + backward with a fixed random cotangent; returns (y, state, grads)."""
-    y, state = ssd_scan(**inputs, **kwargs)
-    g = torch.Generator().manual_seed(1)
-    dy = torch.randn(y.shape, generator=g).to(y.dtype)
-    dstate = torch.randn(state.shape, generator=g).to(state.dtype)
-    names = [k for k, v in inputs.items() if v is not None]
-    grads = torch.autograd.grad(
-        (y * dy).float().sum() + (state * dstate).float().sum(), [inputs[k] for k in names]
-    )
-    return y, state, dict(zip(names, grads, strict=True))
-
-
-def assert_close(actual, expected, dtype, what):
-    expected = expected.double()
-    tol = TOLERANCE[dtype] * max(1.0, expected.abs().max().item())
-    err = (actual.double() - expected).abs().max().item()
-    assert err <= tol, f"{what}: max abs error {err:.3g} > {tol:.3g}"
 
 
 @pytest.mark.parametrize("with_state", [False, True])
@@ -148,10 +104,36 @@ def test_two_halves_with_state_passing_equal_one_scan(impl):
     assert_close(s2, s_full, torch.float32, "state")
 
 
-def test_triton_raises_not_implemented():
+def test_triton_on_cpu_without_interpreter_raises(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     inp = make_inputs(4, 1, False, torch.float32)
-    with pytest.raises(NotImplementedError, match="impl='triton' is not available yet"):
+    with pytest.raises(RuntimeError, match="impl='triton' needs CUDA tensors"):
         ssd_scan(**inp, impl="triton")
+
+
+def test_triton_refuses_float64(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    inp = make_inputs(4, 1, False, torch.float64)
+    with pytest.raises(RuntimeError, match="not float64"):
+        ssd_scan(**inp, impl="triton")
+
+
+def test_triton_missing_package_raises(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setitem(sys.modules, "triton", None)  # import now fails
+    inp = make_inputs(4, 1, False, torch.float32)
+    with pytest.raises(RuntimeError, match="needs the triton package"):
+        ssd_scan(**inp, impl="triton")
+
+
+@pytest.mark.parametrize("seqlen", [1, 100, 300, 5000])
+def test_default_chunk_size_is_the_measured_one(seqlen):
+    chunk = ssd.torch_chunk_size(seqlen)
+    assert chunk >= 1
+    inp = detached(make_inputs(seqlen, 1, True, torch.float32, batch=1))
+    y_default, s_default = ssd_scan(**inp, impl="torch")
+    y_chunk, s_chunk = ssd_scan(**inp, impl="torch", chunk_size=chunk)
+    assert torch.equal(y_default, y_chunk) and torch.equal(s_default, s_chunk)
 
 
 def test_unknown_impl_raises():
@@ -167,7 +149,7 @@ def test_bad_shapes_raise():
         ssd_scan(**inp)
 
 
-def test_auto_uses_torch_and_logs_once(caplog, monkeypatch):
+def test_auto_uses_torch_on_cpu_and_logs_once(caplog, monkeypatch):
     monkeypatch.setattr(ssd, "_auto_logged", False)
     inp = detached(make_inputs(10, 1, False, torch.float32))
     with caplog.at_level(logging.INFO, logger="kernels"):
