@@ -12,8 +12,9 @@ Implementations behind one dispatch function, ``ssd_scan(..., impl=...)``:
 - ``"ref"``:   the specification. Plain PyTorch, fp32, an explicit Python loop over time.
 - ``"torch"``: the chunked SSD algorithm (paper, section 6 "block decomposition"): the
   sequence is cut into chunks; inside a chunk the output is a masked quadratic form
-  (attention-like, with a segment-sum decay mask); across chunks a state is passed with a
-  linear recurrence. O(L * chunk) work, matmul-friendly, runs on CPU and GPU.
+  (attention-like, with a segment-sum decay mask); across chunks a state is passed by a
+  loop over chunks. O(L * chunk) work, matmul-friendly, runs on CPU and GPU. The chunk size
+  defaults to the measured-fastest one for the length (``TORCH_CHUNKS``).
 - ``"triton"``: fused Triton kernels for the same chunked algorithm, forward and backward
   (``kernels/ssd_triton.py``). Needs CUDA tensors, or ``TRITON_INTERPRET=1`` on the CPU
   (exact but thousands of times slower: for tests). Asking for it where it cannot run raises.
@@ -201,18 +202,18 @@ def _ssd_scan_ref(x, dt, A, B, C, D, initial_state) -> tuple[Tensor, Tensor]:
 
 
 def _segsum(a: Tensor) -> Tensor:
-    """Stable segment sums: out[..., i, j] = sum(a[..., j+1 : i+1]) for j <= i, else -inf.
+    """Segment sums: out[..., i, j] = sum(a[..., j+1 : i+1]) for j <= i, else -inf.
 
     a: (..., T) -> (..., T, T). exp(out) is the lower-triangular decay matrix between
-    positions; summing slices (rather than subtracting cumsums) avoids cancellation.
+    positions. Computed as a difference of cumulative sums: one pass instead of a masked
+    (T, T) cumsum, measured 10-30 % faster forward+backward on the CPU. It loses about
+    |cumsum| * eps in the exponent; inside a chunk (T <= a few hundred, a <= 0) that stays
+    far below the fp32 parity tolerance.
     """
     T = a.shape[-1]
-    a = a[..., None].expand(*a.shape, T)  # (..., T, T): a[..., i, j] = a_i
-    strict = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=-1)
-    a = a.masked_fill(~strict, 0.0)
-    out = torch.cumsum(a, dim=-2)  # out[i, j] = sum_{j < k <= i} a_k
-    lower = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=0)
-    return out.masked_fill(~lower, float("-inf"))
+    cs = torch.cumsum(a, dim=-1)
+    lower = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()
+    return (cs[..., :, None] - cs[..., None, :]).masked_fill(~lower, float("-inf"))
 
 
 def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Tensor, Tensor]:
@@ -260,16 +261,22 @@ def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Ten
     chunk_states = (xdt * decay_to_end[..., None]).transpose(-1, -2) @ B[:, :, None]
     # chunk_states: (b, g, r, c, p, n)
 
-    # 5. Inter-chunk recurrence on chunk boundaries, as one matmul with a decay matrix over
-    #    (initial state, chunk 0, ..., chunk c-1).
+    # 5. Inter-chunk recurrence on chunk boundaries, h_{c+1} = exp(sum of a over chunk c) h_c
+    #    + chunk_states[c], as a loop over chunks: linear in the number of chunks (the
+    #    one-matmul form with a (c+1, c+1) decay matrix costs c^2 * headdim * dstate).
     if initial_state is None:
-        init = chunk_states.new_zeros(batch, ngroups, r, 1, headdim, dstate)
+        state = chunk_states.new_zeros(batch, ngroups, r, headdim, dstate)
     else:
-        init = initial_state.to(ct).view(batch, ngroups, r, 1, headdim, dstate)
-    states = torch.cat([init, chunk_states], dim=3)  # (b, g, r, c+1, p, n)
-    chunk_decay = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, g, r, c+1, c+1)
-    states = (chunk_decay @ states.flatten(-2)).view_as(states)  # (b, g, r, c+1, p, n)
-    prev_states, final_state = states[:, :, :, :-1], states[:, :, :, -1]
+        state = initial_state.to(ct).view(batch, ngroups, r, headdim, dstate)
+    # unbind, not indexing: the backward of x[:, :, :, c] writes a zero tensor the size of x
+    # for every c (quadratic in the number of chunks); unbind's backward stacks once.
+    chunk_decay = torch.exp(a_cum[..., -1])[..., None, None].unbind(3)  # c x (b, g, r, 1, 1)
+    entering = []
+    for decay_c, state_c in zip(chunk_decay, chunk_states.unbind(3), strict=True):
+        entering.append(state)
+        state = decay_c * state + state_c
+    prev_states = torch.stack(entering, dim=3)  # (b, g, r, c, p, n): state entering chunk c
+    final_state = state
 
     # 6. Off-diagonal blocks: the state entering each chunk, read out by C and decayed.
     y_off = (C[:, :, None] @ prev_states.transpose(-1, -2)) * torch.exp(a_cum)[..., None]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,7 +22,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from ssd_helpers import TOLERANCE, as_float64, assert_close, make_inputs, max_error, run
+from ssd_helpers import (
+    TOLERANCE,
+    as_float64,
+    assert_close,
+    detached,
+    make_inputs,
+    max_error,
+    run,
+)
+
+from kernels import ssd
+from kernels.ssd import ssd_scan
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -146,6 +158,20 @@ def test_gpu_matches_fp64_reference(impl, case_id, dtype):
     for name in g_ref:
         assert g[name].dtype == dtype
         assert_close(g[name], g_ref[name], dtype, f"{impl} grad {name}", tol)
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_auto_picks_triton_on_cuda_and_logs_once(caplog, monkeypatch):
+    monkeypatch.setattr(ssd, "_auto_logged", False)
+    inp = detached(make_inputs(100, 1, True, torch.float32, device="cuda"))
+    with caplog.at_level(logging.INFO, logger="kernels"):
+        y_auto, s_auto = ssd_scan(**inp, impl="auto")
+        ssd_scan(**inp, impl="auto")
+    y_triton, s_triton = ssd_scan(**inp, impl="triton")
+    assert torch.equal(y_auto, y_triton) and torch.equal(s_auto, s_triton)
+    messages = [r.getMessage() for r in caplog.records if r.name == "kernels"]
+    assert len(messages) == 1 and "'triton'" in messages[0]
 
 
 if __name__ == "__main__":
