@@ -40,10 +40,11 @@ logger = logging.getLogger("kernels")
 IMPLS = ("auto", "ref", "torch", "triton")
 _auto_logged = False
 
-# Chunk size of the "torch" path when the caller passes none: the fastest forward+backward
-# measured by benchmarks/scan.py (--sweep-chunks) on 2 CPU cores at batch 8, 8 heads,
-# headdim 32, dstate 32, as (longest length it applies to, chunk).
-TORCH_CHUNKS: tuple[tuple[int, int], ...] = ((1 << 62, 64),)
+# Chunk size of the "torch" path when the caller passes none, as (longest length it applies
+# to, chunk): the fastest forward+backward in `benchmarks/scan.py --threads 1 --sweep-chunks
+# 16 32 64 128` on the CPU at batch 8, 8 heads, headdim 32, dstate 32. Chunk 32 won at 256,
+# 512, 2048 and 4096 (1.1-1.3x over 64) and was within noise at 1024, so one entry.
+TORCH_CHUNKS: tuple[tuple[int, int], ...] = ((1 << 62, 32),)
 # Chunk size of the Triton kernels: one (chunk, chunk) tile per program.
 TRITON_CHUNK = 64
 

@@ -406,6 +406,11 @@ def _chunk_scan_bwd(
     tl.store(dCh_ptr + bh_offs, dC, mask=mask_bn)
 
 
+# The chunk-scan kernels hold several (chunk, chunk) fp32 tiles at once; eight warps give
+# them twice the registers of the default four.
+SCAN_WARPS = 8
+
+
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
@@ -460,6 +465,7 @@ def _forward(x, dt, A, B, C, D, initial_state, chunk):
         **blocks,
         HAS_D=D is not None,
         DOT_PREC=prec,
+        num_warps=SCAN_WARPS,
     )
     return y, final, acs, prev
 
@@ -520,6 +526,7 @@ def _backward(x, dt, A, B, C, D, acs, prev, dy, dfinal, chunk):
         **blocks,
         HAS_D=D is not None,
         DOT_PREC=prec,
+        num_warps=SCAN_WARPS,
     )
     r = nheads // ngroups
     dB = dBh.view(batch, seqlen, ngroups, r, dstate).sum(3)
