@@ -50,6 +50,19 @@ def test_chunked_matches_reference_other_dtypes(dtype, seqlen, chunk_size):
         assert_close(g[name], g_ref[name], dtype, f"grad {name}")
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize(("seqlen", "chunk_size"), [(1, None), (45, 16), (77, None)])
+def test_chunked_matches_reference_odd_widths(seqlen, chunk_size, with_state):
+    """headdim 7 and dstate 5: no power of two anywhere; 3 groups of 2 heads."""
+    inputs = make_inputs(seqlen, 3, with_state, torch.float32, nheads=6, headdim=7, dstate=5)
+    y_ref, s_ref, g_ref = run(inputs, impl="ref")
+    y, s, g = run(inputs, impl="torch", chunk_size=chunk_size)
+    assert_close(y, y_ref, torch.float32, "y")
+    assert_close(s, s_ref, torch.float32, "final_state")
+    for name in g_ref:
+        assert_close(g[name], g_ref[name], torch.float32, f"grad {name}")
+
+
 def test_reference_matches_naive_formula():
     """ref against the recurrence written out with scalar-indexed loops (spec of the spec)."""
     inp = make_inputs(5, 2, True, torch.float64)
