@@ -177,7 +177,9 @@ def main() -> None:
                 f"{seqlen:>6} {v.name:>12} {t * 1e3:10.2f} {tokens / t:12.0f} "
                 f"{t * 1e3 / seqlen * 1000:10.2f} {vs_torch:>9} {vs_ref:>8}"
             )
-        swept = {v.chunk: t for v, t in med.items() if v.impl == "torch" and v.chunk}
+        swept = {
+            v.chunk or torch_chunk_size(seqlen): t for v, t in med.items() if v.impl == "torch"
+        }
         if swept:
             q = min(swept, key=swept.get)
             best_chunks[seqlen] = (q, swept[q])
