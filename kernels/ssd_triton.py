@@ -31,8 +31,6 @@ Runs on CUDA, or on the CPU under ``TRITON_INTERPRET=1`` (exact, slow: for tests
 Only long-standing ``triton.language`` features are used, so Triton >= 3.0 works.
 """
 
-from __future__ import annotations
-
 import torch
 import triton
 import triton.language as tl
