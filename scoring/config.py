@@ -139,8 +139,10 @@ class QualityConfig(_DictConfig):
     max_iter: int = 1000
     cv_folds: int = 5  # folds for out-of-fold scores and for calibration
     seed: int = 0
-    calibrate: bool = True  # sigmoid (Platt) calibration, when there is enough data
+    calibrate: bool = True  # calibrate on out-of-fold scores, when there is enough data
     calibrate_min_per_class: int = 20  # fewer examples in a class: skip calibration
+    calibration_method: str = "sigmoid"  # "sigmoid" (Platt) or "isotonic"
+    ece_bins: int = 10  # equal-width bins of the expected calibration error
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -150,6 +152,13 @@ class QualityConfig(_DictConfig):
         _require(self.max_iter >= 1, f"{name}.max_iter", "must be >= 1", self.max_iter)
         _require(self.cv_folds >= 2, f"{name}.cv_folds", "must be >= 2", self.cv_folds)
         _require(self.seed >= 0, f"{name}.seed", "must be >= 0", self.seed)
+        _require(
+            self.calibration_method in ("sigmoid", "isotonic"),
+            f"{name}.calibration_method",
+            "must be 'sigmoid' or 'isotonic'",
+            self.calibration_method,
+        )
+        _require(self.ece_bins >= 1, f"{name}.ece_bins", "must be >= 1", self.ece_bins)
         # 2x so that every training fold of fit_predict_oof can still be calibrated.
         _require(
             self.calibrate_min_per_class >= 2 * self.cv_folds,
@@ -168,6 +177,12 @@ class RouteConfig(_DictConfig):
     scale: str = "logit"  # compare quality and bar as "logit" (log-odds) or "probability"
     budget: int = 50  # max hard cases queued for experts per round
     priority_eps: float = 0.05  # priority = uncertainty * (eps + max(learnability, 0))
+    # floor of the quality spread in uncertainty = 2 * Phi(-|quality - bar| / sd), in units of
+    # `margin`: with no spread, a candidate at the band's edge has uncertainty 2 * Phi(-2)
+    min_sd: float = 0.5
+    # "already learnt": learnability <= -learnt_margin (bits per byte) or the model's loss
+    # at or below the median loss of its own samples
+    learnt_margin: float = 0.5
     n_samples: int = 512  # texts sampled from the current model to set the bar
     sample_bytes: int = 256  # length of each sample (the model is byte-level)
     sample_temperature: float = 1.0  # sampling temperature for the bar samples
@@ -191,6 +206,10 @@ class RouteConfig(_DictConfig):
         )
         _require(self.budget >= 0, f"{name}.budget", "must be >= 0", self.budget)
         _require(self.priority_eps > 0, f"{name}.priority_eps", "must be > 0", self.priority_eps)
+        _require(self.min_sd > 0, f"{name}.min_sd", "must be > 0", self.min_sd)
+        _require(
+            self.learnt_margin >= 0, f"{name}.learnt_margin", "must be >= 0", self.learnt_margin
+        )
         _require(self.n_samples >= 1, f"{name}.n_samples", "must be >= 1", self.n_samples)
         _require(self.sample_bytes >= 1, f"{name}.sample_bytes", "must be >= 1", self.sample_bytes)
         _require(

@@ -78,3 +78,168 @@ def example_bpb(
         start = end
     model.train(was_training)
     return result
+
+
+# -- Hugging Face causal LMs ---------------------------------------------------------------
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``max_bytes`` bytes."""
+    raw = text.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode("utf-8", errors="ignore")
+
+
+@torch.no_grad()
+def hf_example_bpb(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    max_bytes: int = 2048,
+    batch_tokens: int = 16384,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Mean bits per byte of each text under a ``transformers`` causal LM (float64, input order).
+
+    Tokens are not bytes, so the loss is mapped back to bytes: the summed NLL (nats) of the
+    predicted tokens, in bits, over the UTF-8 bytes those tokens decode to. With a BOS token
+    every text token is predicted (``BOS + tokens``); without one the first token has no
+    context and is neither scored nor counted. Texts are cut to ``max_bytes`` UTF-8 bytes
+    before tokenising and to the model's context (``max_position_embeddings`` /
+    ``n_positions`` when it has one). A text with no predicted byte scores NaN.
+    """
+    if max_bytes < 1 or batch_tokens < 1:
+        raise ValueError(
+            f"need max_bytes >= 1 and batch_tokens >= 1, got {max_bytes}, {batch_tokens}"
+        )
+    config = getattr(model, "config", None)
+    ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    bos = tokenizer.bos_token_id
+    encoded: list[list[int]] = []
+    n_bytes = np.zeros(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        ids = tokenizer(_truncate_utf8(text, max_bytes), add_special_tokens=False)["input_ids"]
+        ids = ([bos] if bos is not None else []) + list(ids)
+        if ctx:
+            ids = ids[:ctx]
+        scored = ids[1:] if bos is not None else ids  # tokens whose bytes are counted
+        decoded = tokenizer.decode(scored, skip_special_tokens=True)
+        if bos is None and ids:  # the first token is context only: drop its bytes
+            head = tokenizer.decode(ids[:1], skip_special_tokens=True)
+            n_bytes[i] = len(decoded.encode("utf-8")) - len(head.encode("utf-8"))
+        else:
+            n_bytes[i] = len(decoded.encode("utf-8"))
+        encoded.append(ids)
+    n_pred = np.array([max(len(ids) - 1, 0) for ids in encoded], dtype=np.int64)
+    result = np.full(len(texts), np.nan, dtype=np.float64)
+    order = np.argsort(n_pred, kind="stable")
+    order = order[(n_pred[order] > 0) & (n_bytes[order] > 0)]
+    if progress is not None and len(texts) > len(order):
+        progress(len(texts) - len(order))
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end + 1 - start) * (n_pred[order[end]] + 1) <= batch_tokens:
+            end += 1
+        idx = order[start:end]
+        width = int(n_pred[idx[-1]]) + 1
+        ids = np.full((len(idx), width), pad, dtype=np.int64)  # (batch, width)
+        attn = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            ids[row, : len(encoded[i])] = encoded[i]
+            attn[row, : len(encoded[i])] = 1
+        ids_t = torch.from_numpy(ids).to(device)
+        attn_t = torch.from_numpy(attn).to(device)
+        logits = model(input_ids=ids_t, attention_mask=attn_t).logits[:, :-1].float()
+        nll = F.cross_entropy(
+            logits.flatten(0, 1), ids_t[:, 1:].flatten(), reduction="none"
+        ).view(len(idx), width - 1)  # (batch, width - 1)
+        nats = (nll * attn_t[:, 1:]).double().sum(1).cpu().numpy()
+        result[idx] = nats / math.log(2) / n_bytes[idx]
+        if progress is not None:
+            progress(len(idx))
+        start = end
+    model.train(was_training)
+    return result
+
+
+class LossScorer:
+    """One interface over both model kinds: ``bpb(texts)`` and ``sample(n, ...)``.
+
+    ``tokenizer`` is None for the project's byte-level SSM (``trainer``) and a
+    ``transformers`` tokenizer for a Hugging Face causal LM.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer=None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def bpb(
+        self,
+        texts: Sequence[str],
+        *,
+        max_bytes: int = 2048,
+        batch_tokens: int = 16384,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        if self.tokenizer is None:
+            return example_bpb(
+                self.model,
+                texts,
+                max_bytes=max_bytes,
+                batch_tokens=batch_tokens,
+                progress=progress,
+            )
+        return hf_example_bpb(
+            self.model,
+            self.tokenizer,
+            texts,
+            max_bytes=max_bytes,
+            batch_tokens=batch_tokens,
+            progress=progress,
+        )
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, *, max_bytes: int, temperature: float, seed: int, batch_size: int = 128
+    ) -> list[str]:
+        """``n`` texts written by the model from scratch, each cut to ``max_bytes`` bytes."""
+        if self.tokenizer is None:
+            from trainer.sample import sample_texts
+
+            return sample_texts(
+                self.model,
+                n,
+                max_bytes=max_bytes,
+                temperature=temperature,
+                seed=seed,
+                batch_size=batch_size,
+            )
+        tok = self.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if start is None:
+            raise ValueError("the tokenizer has neither a BOS nor an EOS token to start samples")
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        device = next(self.model.parameters()).device
+        out: list[str] = []
+        while len(out) < n:
+            b = min(batch_size, n - len(out))
+            ids = torch.full((b, 1), start, dtype=torch.long, device=device)
+            seqs = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                max_new_tokens=max_bytes,  # a token is at least one byte
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else start,
+            )
+            for row in seqs[:, 1:].tolist():
+                out.append(_truncate_utf8(tok.decode(row, skip_special_tokens=True), max_bytes))
+        return out

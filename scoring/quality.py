@@ -10,15 +10,28 @@ plus optional numeric *model signals* (standardised), e.g. bits per byte under t
 model: n-grams alone tell human text from the model's samples but not from word salad, which
 the reference model's loss does (measured on the demo pool: AUC clean vs word-shuffled 0.55
 with n-grams only, 0.84 with the loss alone).
-The classifier is ``LogisticRegression(class_weight="balanced")`` (liblinear), wrapped in
-``CalibratedClassifierCV`` (sigmoid / Platt) when ``cfg.calibrate`` and every class has
-at least ``cfg.calibrate_min_per_class`` examples: balanced weights shift the raw
-probabilities, and the bar compares probabilities across rounds, so they should mean what
-they say.
+The classifier is an ensemble of ``cfg.cv_folds`` ``LogisticRegression(class_weight=
+"balanced")`` members (liblinear), one per fold of a stratified, seeded K-fold split:
 
-``fit_predict_oof`` gives out-of-fold probabilities for the training texts themselves
-(stratified, seeded K-fold), so the model's own samples — which are negatives in training —
-get honest scores for the model-level bar instead of memorised ones.
+1. Each member is fitted on K-1 folds and gives decision scores for its held-out fold, so
+   every training text gets one out-of-fold (OOF) score from a member that never saw it.
+2. A calibrator (``cfg.calibration_method``: "sigmoid", Platt 1999, or "isotonic",
+   Zadrozny & Elkan 2002) is fitted on those OOF scores, when ``cfg.calibrate`` and every
+   class has at least ``cfg.calibrate_min_per_class`` examples (as ``CalibratedClassifierCV``
+   with ``ensemble=True`` does, without refitting the members). Balanced class weights
+   shift raw probabilities; after calibration P(positive) means what it says, which the
+   bar needs.
+3. The training texts' own probabilities (``fit_predict_oof``) are honest twice over: the
+   OOF score of step 1 goes through a calibrator fitted on the *other* folds' scores.
+4. The calibration report (``self.calibration``, saved in the sidecar and with the round)
+   gives the Brier score and the expected calibration error (ECE, Guo et al. 2017) of the
+   OOF probabilities before (``brier_raw``, ``ece_raw``: the members' own logistic output)
+   and after calibration (``brier``, ``ece``).
+
+A new text's quality is the mean of the members' calibrated probabilities, and its
+*uncertainty* is their disagreement: the standard deviation of the members' calibrated
+log-odds (a subsampled ensemble, in the spirit of bagging, at no extra fitting cost).
+Routing uses it to rank hard cases (``scoring.route``).
 
 Fitting and prediction run with single-threaded BLAS: liblinear's level-1 BLAS calls on
 2 * n_features-long vectors gain nothing from threads, and on a busy machine a multi-threaded
@@ -44,23 +57,53 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 import sklearn
-from sklearn.calibration import CalibratedClassifierCV
+from scipy.special import expit
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from scoring.config import QualityConfig
 
 Texts = Sequence[str] | pa.Array | pa.ChunkedArray
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 def uncertainty(p: np.ndarray | Sequence[float]) -> np.ndarray:
     """``1 - |2p - 1|``: 1 at p = 0.5, 0 at p in {0, 1}. Shape preserved."""
     p = np.asarray(p, dtype=np.float64)
     return 1.0 - np.abs(2.0 * p - 1.0)
+
+
+def logit(p: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Log-odds ``log(p / (1 - p))`` with ``p`` clipped to [1e-6, 1 - 1e-6]."""
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1.0 - 1e-6)
+    return np.log(q) - np.log1p(-q)
+
+
+def expected_calibration_error(
+    p: np.ndarray | Sequence[float], y: np.ndarray | Sequence[int], bins: int = 10
+) -> float:
+    """ECE: sum over equal-width probability bins of (bin share) * |mean p - positive rate|.
+
+    Guo et al. 2017, "On Calibration of Modern Neural Networks", eq. 3, for the positive
+    class. 0 for a perfectly calibrated classifier.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 1:
+        raise ValueError(f"p and y must be 1-D of one length, got {p.shape} and {y.shape}")
+    if p.size == 0:
+        return 0.0
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(p[inside].mean() - y[inside].mean())
+    return float(total)
 
 
 def _as_list(texts: Texts, what: str) -> list[str]:
@@ -109,6 +152,7 @@ class QualityModel:
         self.n_positive = 0
         self.n_negative = 0
         self.calibrated = False
+        self.calibration: dict[str, Any] = {}  # Brier / ECE before and after, on OOF data
 
     @property
     def is_fitted(self) -> bool:
@@ -161,21 +205,65 @@ class QualityModel:
         y = np.concatenate([np.ones(len(pos), dtype=np.int64), np.zeros(len(neg), np.int64)])
         return self.features(pos + neg, signals), y
 
-    def _make_estimator(self, y: np.ndarray) -> Any:
-        logreg = LogisticRegression(
+    def _logreg(self) -> LogisticRegression:
+        return LogisticRegression(
             C=self.cfg.C,
             solver="liblinear",  # fast and deterministic on sparse, high-dimensional input
             class_weight="balanced",
             max_iter=self.cfg.max_iter,
             random_state=self.cfg.seed,
         )
+
+    def _calibrator(self, scores: np.ndarray, y: np.ndarray) -> Any:
+        """A 1-D map from a member's decision score to a probability, fitted on OOF scores."""
+        if self.cfg.calibration_method == "isotonic":
+            return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
+        # Platt scaling: a logistic regression on the score alone, (almost) unregularised.
+        return LogisticRegression(C=1e6, solver="lbfgs").fit(scores[:, None], y)
+
+    @staticmethod
+    def _apply(calibrator: Any, scores: np.ndarray) -> np.ndarray:
+        if calibrator is None:
+            return expit(scores)  # the raw logistic regression's probability
+        if isinstance(calibrator, IsotonicRegression):
+            return np.asarray(calibrator.predict(scores), dtype=np.float64)
+        return calibrator.predict_proba(scores[:, None])[:, 1]
+
+    def _fit_members(self, x: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
+        """Steps 1-4 of the module docstring; returns the honest calibrated OOF P(positive)."""
+        k = min(self.cfg.cv_folds, int(np.bincount(y, minlength=2).min()))
+        folds = list(StratifiedKFold(k, shuffle=True, random_state=self.cfg.seed).split(x, y))
+        raw = np.zeros(len(y), dtype=np.float64)
+        members = []
+        with threadpool_limits(1, user_api="blas"):
+            for train_idx, test_idx in folds:  # 1. one member per fold, OOF decision scores
+                member = self._logreg().fit(x[train_idx], y[train_idx])
+                raw[test_idx] = member.decision_function(x[test_idx])
+                members.append(member)
         self.calibrated = (
-            self.cfg.calibrate and int(np.bincount(y).min()) >= self.cfg.calibrate_min_per_class
+            self.cfg.calibrate
+            and int(np.bincount(y, minlength=2).min()) >= self.cfg.calibrate_min_per_class
         )
-        if not self.calibrated:
-            return logreg
-        folds = StratifiedKFold(self.cfg.cv_folds, shuffle=True, random_state=self.cfg.seed)
-        return CalibratedClassifierCV(logreg, method="sigmoid", cv=folds)
+        # 2. the calibrator maps OOF scores to probabilities; 3. its own honest OOF version
+        calibrator = self._calibrator(raw, y) if self.calibrated else None
+        honest = expit(raw)
+        if self.calibrated:
+            for train_idx, test_idx in folds:
+                part = self._calibrator(raw[train_idx], y[train_idx])
+                honest[test_idx] = self._apply(part, raw[test_idx])
+        self._estimator = {"members": members, "calibrator": calibrator}
+        # 4. calibration report: the same OOF predictions before and after calibration
+        self.calibration = {
+            "method": self.cfg.calibration_method if self.calibrated else "none",
+            "n": len(y),
+            "folds": k,
+            "brier_raw": float(np.mean((expit(raw) - y) ** 2)),
+            "ece_raw": expected_calibration_error(expit(raw), y, self.cfg.ece_bins),
+            "brier": float(np.mean((honest - y) ** 2)),
+            "ece": expected_calibration_error(honest, y, self.cfg.ece_bins),
+        }
+        self.n_positive, self.n_negative = int(y.sum()), int(len(y) - y.sum())
+        return honest
 
     def fit(
         self,
@@ -188,12 +276,7 @@ class QualityModel:
 
         Optional ``*_signals`` are (n, k) arrays of model signals appended to the n-grams.
         """
-        x, y = self._training_set(
-            positive_texts, negative_texts, positive_signals, negative_signals
-        )
-        with threadpool_limits(1, user_api="blas"):
-            self._estimator = self._make_estimator(y).fit(x, y)
-        self.n_positive, self.n_negative = int(y.sum()), int(len(y) - y.sum())
+        self.fit_predict_oof(positive_texts, negative_texts, positive_signals, negative_signals)
         return self
 
     def fit_predict_oof(
@@ -203,35 +286,45 @@ class QualityModel:
         positive_signals: np.ndarray | None = None,
         negative_signals: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Out-of-fold P(positive) for (positives, negatives), then fit on all of them.
+        """Fit, and return the out-of-fold P(positive) for (positives, negatives).
 
         Stratified K-fold with ``k = min(cfg.cv_folds, smallest class size)``, shuffled with
-        ``cfg.seed``; each text is scored by a model that never saw it.
+        ``cfg.seed``; each text is scored by a member that never saw it, through a
+        calibrator that never saw it either.
         """
         x, y = self._training_set(
             positive_texts, negative_texts, positive_signals, negative_signals
         )
-        k = min(self.cfg.cv_folds, int(np.bincount(y).min()))
-        folds = StratifiedKFold(k, shuffle=True, random_state=self.cfg.seed)
-        with threadpool_limits(1, user_api="blas"):
-            est = self._make_estimator(y)
-            oof = cross_val_predict(est, x, y, cv=folds, method="predict_proba")
-            self._estimator = self._make_estimator(y).fit(x, y)
-        self.n_positive, self.n_negative = int(y.sum()), int(len(y) - y.sum())
-        p = oof[:, 1]
+        p = self._fit_members(x, y)
         return p[: self.n_positive], p[self.n_positive :]
 
-    def predict(self, texts: Texts, signals: np.ndarray | None = None) -> np.ndarray:
-        """P(positive) per text, float64, shape (n_texts,)."""
+    def predict_with_uncertainty(
+        self, texts: Texts, signals: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(P(positive), spread) per text, float64, shape (n_texts,) each.
+
+        P is the mean of the members' calibrated probabilities; the spread is the standard
+        deviation of the members' calibrated log-odds (clipped at p in [1e-6, 1 - 1e-6]): how
+        much the answer depends on which part of the labelled data the classifier saw.
+        """
         if not self.is_fitted:
             raise ValueError("QualityModel is not fitted; call fit() or load() first")
         docs = _as_list(texts, "texts")
         if not docs:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
         x = self.features(docs, signals)
         with threadpool_limits(1, user_api="blas"):
-            p = self._estimator.predict_proba(x)[:, 1]
-        return p.astype(np.float64)
+            probs = np.stack(  # (n_members, n_texts)
+                [
+                    self._apply(self._estimator["calibrator"], m.decision_function(x))
+                    for m in self._estimator["members"]
+                ]
+            )
+        return probs.mean(axis=0), logit(probs).std(axis=0)
+
+    def predict(self, texts: Texts, signals: np.ndarray | None = None) -> np.ndarray:
+        """P(positive) per text, float64, shape (n_texts,)."""
+        return self.predict_with_uncertainty(texts, signals)[0]
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -240,6 +333,7 @@ class QualityModel:
             "n_positive": self.n_positive,
             "n_negative": self.n_negative,
             "calibrated": self.calibrated,
+            "calibration": self.calibration,
             "sklearn_version": sklearn.__version__,
             "signal_mean": None if self.signal_mean is None else self.signal_mean.tolist(),
             "signal_std": None if self.signal_std is None else self.signal_std.tolist(),
@@ -280,6 +374,7 @@ class QualityModel:
         model.n_positive = int(meta["n_positive"])
         model.n_negative = int(meta["n_negative"])
         model.calibrated = bool(meta["calibrated"])
+        model.calibration = dict(meta.get("calibration") or {})
         if meta.get("signal_mean") is not None:
             model.signal_mean = np.asarray(meta["signal_mean"], dtype=np.float64)
             model.signal_std = np.asarray(meta["signal_std"], dtype=np.float64)

@@ -7,16 +7,31 @@ Policy, in order, for each candidate (``bar`` from ``scoring.bar.model_level_bar
 2. ``quality >= bar + margin`` -> ``accept``, ``"above_bar"``.
 3. ``quality < bar - margin`` -> ``reject``, ``"below_bar"``.
 4. otherwise ``hard`` (``bar - margin <= quality < bar + margin``), ranked by expected value
-   of an expert label, ``priority = uncertainty * (eps + max(learnability, 0))`` with
-   ``uncertainty = 1 - |quality - bar| / margin`` (1 on the bar, 0 at the band's edges).
-   Uncertainty is the chance the label flips the decision (uncertainty sampling, Lewis &
-   Gale 1994); learnability is the reducible loss ``loss(current) - loss(reference)`` of
-   RHO-LOSS (Mindermann et al. 2022, "Prioritized Training on Points that are Learnable,
-   Worth Learning, and Not Yet Learnt"), i.e. how much the model stands to gain from the
-   text. ``eps`` (``RouteConfig.priority_eps``) keeps the ranking by uncertainty when
-   learnability is 0 or unknown (null or NaN learnability counts as 0). The top
-   ``budget`` hard cases by priority (ties: ascending ``candidate_id``) are ``queued`` for
-   experts with reason ``"near_bar"``; the rest are ``"over_budget"`` and wait.
+   of an expert label, ``priority = uncertainty * gain``:
+
+   - ``uncertainty = 2 * Phi(-|quality - bar| / s)``, ``s = max(quality_sd,
+     min_sd * margin)``: the chance that the candidate's true quality lies on the other
+     side of the bar, i.e. that an expert's label flips the decision (uncertainty sampling,
+     Lewis & Gale 1994), with ``quality_sd`` the quality classifier's ensemble disagreement
+     in log-odds (``QualityModel.predict_with_uncertainty``; a null counts as 0). 1 on the
+     bar; lower the further from it and the more the classifier's members agree.
+   - ``gain = eps + max(learnability, 0)``, or ``eps`` alone when the text is
+     ``already_learnt``. Learnability is the reducible loss ``loss(current) -
+     loss(reference)`` of RHO-LOSS (Mindermann et al. 2022, "Prioritized Training on Points
+     that are Learnable, Worth Learning, and Not Yet Learnt"): how much the model stands to
+     gain. Raw loss is *not* a gain: noise has a high loss under every model, so its
+     learnability is about 0 and it ranks by uncertainty alone, below learnable text.
+     ``eps`` (``RouteConfig.priority_eps``) keeps the ranking by uncertainty when
+     learnability is 0 or unknown (null or NaN counts as 0).
+
+   The top ``budget`` hard cases by priority (ties: ascending ``candidate_id``) are
+   ``queued`` for experts with reason ``"near_bar"``; the rest are ``"over_budget"`` and
+   wait.
+
+"Already learnt" (``already_learnt``, computed in the score step and stored per candidate):
+the current model predicts the text far better than the reference (``learnability <=
+-learnt_margin``) or at least as well as it predicts its own samples (``loss_model <=``
+the samples' median loss): training on it again teaches little.
 
 Scale: with ``RouteConfig.scale = "logit"`` (the default) quality and bar are compared as
 log-odds, ``log(p / (1 - p))`` clipped at ``p`` in [1e-6, 1 - 1e-6], and ``margin`` is in
@@ -34,6 +49,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.special import ndtr
 
 from scoring.config import RouteConfig
 
@@ -44,6 +60,8 @@ ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET = "above_bar", "below_bar", "near_ba
 ROUTE_REASONS: tuple[str, ...] = (ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET)
 
 INPUT_COLUMNS: tuple[str, ...] = ("candidate_id", "rule_reason", "quality", "learnability")
+# Optional inputs: a missing column or a null counts as 0 / False.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("quality_sd", "already_learnt")
 OUTPUT_SCHEMA = pa.schema(
     [
         ("candidate_id", pa.string()),
@@ -78,6 +96,27 @@ def to_scale(p: np.ndarray, scale: str) -> np.ndarray:
         return np.log(q) - np.log1p(-q)
 
 
+def already_learnt(
+    loss_model: np.ndarray, learnability: np.ndarray, sample_loss: float, cfg: RouteConfig
+) -> np.ndarray:
+    """True where the current model has learnt a text already (see the module docstring).
+
+    ``sample_loss`` is the median bits per byte of the model's own samples under the model.
+    NaN losses (rule rejects, empty texts) are never "learnt".
+    """
+    loss_model = np.asarray(loss_model, dtype=np.float64)
+    learnability = np.asarray(learnability, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (learnability <= -cfg.learnt_margin) | (loss_model <= sample_loss)
+
+
+def _optional(frame: pa.Table, name: str, kind: pa.DataType, fill: object) -> np.ndarray:
+    if name not in frame.column_names:
+        return np.full(frame.num_rows, fill)
+    col = _column(frame, name, kind).fill_null(fill)
+    return col.to_numpy(zero_copy_only=False)
+
+
 def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
     """Decide every candidate (columns ``INPUT_COLUMNS``); returns ``OUTPUT_SCHEMA`` rows."""
     missing = [c for c in INPUT_COLUMNS if c not in frame.column_names]
@@ -91,6 +130,8 @@ def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
     rule = _column(frame, "rule_reason", pa.string())
     quality = _column(frame, "quality", pa.float64()).to_numpy(zero_copy_only=False)
     learn = _column(frame, "learnability", pa.float64()).to_numpy(zero_copy_only=False)
+    spread = np.nan_to_num(_optional(frame, "quality_sd", pa.float64(), 0.0).astype(float))
+    learnt = _optional(frame, "already_learnt", pa.bool_(), False).astype(bool)
 
     quality, bar = to_scale(quality, cfg.scale), float(to_scale(np.asarray([bar]), cfg.scale)[0])
 
@@ -108,8 +149,13 @@ def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
     hard = ~ruled & ~accept & ~reject
 
     # 4. Hard cases: expected value of an expert label, top `budget` queued.
-    uncert = np.clip(1.0 - np.abs(quality - bar) / cfg.margin, 0.0, 1.0)
-    gain = cfg.priority_eps + np.maximum(np.nan_to_num(learn, nan=0.0), 0.0)
+    # the spread is in log-odds; on the probability scale only the floor applies
+    floor = cfg.min_sd * cfg.margin
+    sd = np.maximum(spread, floor) if cfg.scale == "logit" else np.full_like(quality, floor)
+    uncert = 2.0 * ndtr(-np.abs(quality - bar) / sd)
+    gain = cfg.priority_eps + np.where(
+        learnt, 0.0, np.maximum(np.nan_to_num(learn, nan=0.0), 0.0)
+    )
     priority = np.where(hard, uncert * gain, np.nan)
     hard_rows = np.flatnonzero(hard)
     ranking = pc.sort_indices(

@@ -3,10 +3,11 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 import pytest
+from scipy.special import ndtr
 
 from scoring.bar import BarSummary, model_level_bar, summarise_bar
 from scoring.config import RouteConfig
-from scoring.route import DECISIONS, OUTPUT_SCHEMA, ROUTE_REASONS, route
+from scoring.route import DECISIONS, OUTPUT_SCHEMA, ROUTE_REASONS, already_learnt, route
 
 BAR = 0.5
 # probability scale, binary-exact edges: band is [0.25, 0.75)
@@ -41,7 +42,8 @@ def test_every_branch():
     assert out["queued"] == [False, False, False, True, False]
     assert out["priority"][:3] == [None, None, None]
     assert out["priority"][3] == pytest.approx(1.0 * (0.05 + 1.0))
-    assert out["priority"][4] == pytest.approx((1 - 0.1 / 0.25) * 0.05)
+    # uncertainty = 2 Phi(-|d| / (min_sd * margin)), min_sd = 0.5
+    assert out["priority"][4] == pytest.approx(2 * ndtr(-0.1 / 0.125) * 0.05)
 
 
 def test_margin_edges():
@@ -49,7 +51,8 @@ def test_margin_edges():
     out = route(frame(q), BAR, dataclasses.replace(CFG, budget=10)).to_pydict()
     assert out["decision"] == ["accept", "hard", "hard", "reject"]
     assert out["reason"] == ["above_bar", "near_bar", "near_bar", "below_bar"]
-    assert out["priority"][2] == 0.0  # uncertainty is 0 at the lower edge
+    # uncertainty at the edge with no spread: 2 Phi(-2)
+    assert out["priority"][2] == pytest.approx(2 * ndtr(-2.0) * 0.05)
 
 
 def test_rule_reason_wins_over_quality():
@@ -71,7 +74,8 @@ def test_budget_cap_is_exact_and_ranks_by_priority():
     assert set(out["decision"]) == {"hard"}
     prio = np.array(out["priority"])
     assert prio[queued].min() >= prio[~queued].max()
-    expected = (1 - np.abs(np.array(quality) - BAR) / 0.25) * (0.05 + np.maximum(learn, 0))
+    uncert = 2 * ndtr(-np.abs(np.array(quality) - BAR) / 0.125)
+    expected = uncert * (0.05 + np.maximum(learn, 0))
     np.testing.assert_allclose(prio, expected)
     assert [r for r, q in zip(out["reason"], queued, strict=True) if q] == ["near_bar"] * 17
     assert out["reason"].count("over_budget") == n - 17
@@ -180,3 +184,51 @@ def test_logit_scale_band_is_symmetric_in_log_odds():
     assert prio["c01"] > prio["c02"]
     with pytest.raises(ValueError, match="scale"):
         RouteConfig(scale="linear")
+
+
+def test_noise_with_high_loss_is_not_queued_above_learnable_text():
+    # Noise: high loss under both models (learnability ~ 0), right on the bar. Learnable:
+    # lower loss, but the current model is much worse on it than the reference.
+    table = pa.table(
+        {
+            "candidate_id": ["noise-1", "noise-2", "learnable-1", "learnable-2"],
+            "rule_reason": pa.array([None] * 4, pa.string()),
+            "quality": [0.5, 0.52, 0.45, 0.55],
+            "learnability": [0.02, -0.01, 0.6, 0.4],
+            "loss_model": [7.5, 7.9, 2.6, 2.4],  # raw loss: noise is the "hardest"
+        }
+    )
+    out = route(table, BAR, dataclasses.replace(CFG, budget=2)).to_pydict()
+    queued = [c for c, q in zip(out["candidate_id"], out["queued"], strict=True) if q]
+    assert queued == ["learnable-1", "learnable-2"]
+    prio = dict(zip(out["candidate_id"], out["priority"], strict=True))
+    assert min(prio["learnable-1"], prio["learnable-2"]) > max(prio["noise-1"], prio["noise-2"])
+
+
+def test_ensemble_spread_raises_uncertainty_and_already_learnt_loses_its_gain():
+    cfg = RouteConfig(margin=1.0, budget=0)  # logit scale
+    table = pa.table(
+        {
+            "candidate_id": ["agreed", "disputed", "learnt"],
+            "rule_reason": pa.array([None] * 3, pa.string()),
+            "quality": [0.6, 0.6, 0.6],
+            "learnability": [0.5, 0.5, 0.5],
+            "quality_sd": [0.0, 2.0, None],
+            "already_learnt": [False, False, True],
+        }
+    )
+    prio = route(table, BAR, cfg).column("priority").to_pylist()
+    d = np.log(0.6 / 0.4)
+    assert prio[0] == pytest.approx(2 * ndtr(-d / 0.5) * 0.55)
+    assert prio[1] == pytest.approx(2 * ndtr(-d / 2.0) * 0.55)
+    assert prio[1] > prio[0]
+    assert prio[2] == pytest.approx(2 * ndtr(-d / 0.5) * 0.05)  # gain is eps only
+
+
+def test_already_learnt_signal():
+    cfg = RouteConfig(learnt_margin=0.5)
+    loss = np.array([1.0, 2.0, 3.0, np.nan])
+    learn = np.array([0.0, -0.6, 0.3, np.nan])
+    np.testing.assert_array_equal(
+        already_learnt(loss, learn, sample_loss=1.5, cfg=cfg), [True, True, False, False]
+    )
