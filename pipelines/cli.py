@@ -102,18 +102,42 @@ def round_cmd(
 
 
 @app.command("score")
-def score_cmd(home: Home = None) -> None:
+def score_cmd(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Score with this model instead of the workspace's current one: "
+            "hf:PATH, a local causal-LM checkpoint (save_pretrained folder; needs datawall[hf])"
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference model instead of the workspace's: hf:PATH"),
+    ] = None,
+    home: Home = None,
+) -> None:
     """Sample the current model, set the bar, and score every undecided candidate."""
     from pipelines import modelling, score
 
     catalog = open_catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
+    try:
+        chosen = {
+            k: modelling.hf_model_ref(v)
+            for k, v in (("model", model), ("reference", reference))
+            if v
+        }
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     with catalog.writer("datawall score"):
         round_ = catalog.current_round()
-        reference = modelling.ensure_reference(catalog, settings)
-        current = modelling.scorer_model(catalog) or reference
-        bar = score.model_bar(catalog, settings, round_, current, reference)
-        n = score.score_candidates(catalog, settings, round_, current, reference, bar)
+        ref = chosen.get("reference") or modelling.ensure_reference(catalog, settings)
+        current = chosen.get("model") or modelling.scorer_model(catalog) or ref
+        try:
+            bar = score.model_bar(catalog, settings, round_, current, ref)
+            n = score.score_candidates(catalog, settings, round_, current, ref, bar)
+        except RuntimeError as exc:  # e.g. transformers missing for hf:PATH
+            raise fail(str(exc)) from None
     out.print(
         f"round {round_}: bar {bar.bar:.4f} (model {current.model_id}); {n} candidates scored"
     )

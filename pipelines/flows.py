@@ -182,7 +182,13 @@ def finish_round(
         "started_at": started_at,
         "finished_at": now(),
     }
-    catalog.write("rounds", pa.Table.from_pylist([row], SCHEMAS["rounds"]), f"round-{round_:04d}")
+    # The bar on the comparable (anchored) scale and the classifier's calibration.
+    schema = SCHEMAS["rounds"]
+    extra = score.round_bar_columns(catalog, round_)
+    for name, value in extra.items():
+        row[name] = value
+        schema = schema.append(pa.field(name, pa.float64()))
+    catalog.write("rounds", pa.Table.from_pylist([row], schema), f"round-{round_:04d}")
     return {k: v for k, v in row.items() if k != "settings"}
 
 

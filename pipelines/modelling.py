@@ -2,6 +2,11 @@
 
 - The **reference model** is trained once on the trusted set (role ``trusted``) and
   validated on the ``validation`` role. It is the "irreducible loss" model of RHO-LOSS.
+- A **Hugging Face model** (``hf:PATH``, any local causal-LM checkpoint ``transformers``
+  can load: a folder written by ``save_pretrained`` with its tokenizer) can stand in for
+  the current scorer of a round (``datawall score --model hf:PATH``) or for the reference.
+  Its bits per byte map token losses to the UTF-8 bytes of the decoded text
+  (``scoring.loss.hf_example_bpb``). Needs the optional extra ``datawall[hf]``.
 - The **current model** scores a round. Before any round has trained one, the reference
   model is the current model. Each round trains a new current model, continued from the
   previous one, on trusted + accepted text (expert-corrected where an expert fixed it).
@@ -24,6 +29,7 @@ import torch
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.progress import step_bar
 from pipelines.settings import Settings
+from scoring.loss import LossScorer
 from trainer.checkpoint import load_model
 from trainer.train import TrainResult, train
 
@@ -161,3 +167,45 @@ def load(ref: ModelRef) -> torch.nn.Module:
     """Load a registered checkpoint (cached per process, keyed by the file's mtime)."""
     weights = ref.path / "model.safetensors"
     return _load_cached(str(ref.path), weights.stat().st_mtime_ns)
+
+
+# -- Hugging Face checkpoints as scorers ----------------------------------------------------
+HF_PREFIX = "hf:"
+
+
+def hf_model_ref(spec: str) -> ModelRef:
+    """``hf:PATH`` → a ModelRef whose id changes whenever a file of the checkpoint changes."""
+    if not spec.startswith(HF_PREFIX):
+        raise ValueError(f"{spec!r}: expected hf:PATH (a folder written by save_pretrained)")
+    path = Path(spec[len(HF_PREFIX) :]).expanduser().resolve()
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"{spec}: {path} has no config.json; expected a local folder written by "
+            "save_pretrained (model and tokenizer)"
+        )
+    files = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
+    )
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.name)[:40]
+    return ModelRef(f"hf-{name}-{_digest(str(path), files)}", path, "hf")
+
+
+@lru_cache(maxsize=2)
+def _load_hf(path: str, stamp: str) -> tuple[torch.nn.Module, object]:
+    try:
+        import transformers
+    except ImportError as exc:
+        raise RuntimeError(
+            "scoring with hf:PATH needs transformers: pip install 'datawall[hf]'"
+        ) from exc
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return model, tokenizer
+
+
+def load_scorer(ref: ModelRef) -> LossScorer:
+    """The model behind ``ref`` as a scorer (bits per byte, samples), of either kind."""
+    if ref.role == "hf":
+        return LossScorer(*_load_hf(str(ref.path), ref.model_id))
+    return LossScorer(load(ref))

@@ -23,7 +23,8 @@ def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> 
     """Decide every candidate scored in ``round_``; returns counts per (decision, reason)."""
     scored = catalog.query(
         """
-        SELECT candidate_id, rule_reason, quality, coalesce(learnability, 0.0) AS learnability
+        SELECT candidate_id, rule_reason, quality, coalesce(learnability, 0.0) AS learnability,
+               quality_sd, already_learnt
         FROM scores WHERE round = ? ORDER BY candidate_id
         """,
         [round_],

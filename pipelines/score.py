@@ -19,6 +19,7 @@ Each shard file is named by its content, so a killed run resumes with the rest.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +28,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.catalog import SCHEMAS, Catalog, now
-from pipelines.modelling import ModelRef, load, trusted_texts
+from pipelines.modelling import ModelRef, load_scorer, trusted_texts
 from pipelines.progress import note, progress_bar
 from pipelines.settings import Settings
-from scoring.bar import model_level_bar
+from scoring.bar import anchored_bar, model_level_bar
+from scoring.config import RouteConfig
 from scoring.heuristics import heuristic_signals, rule_reasons
-from scoring.loss import example_bpb
+from scoring.loss import LossScorer
 from scoring.quality import QualityModel
-from trainer.sample import sample_texts
+from scoring.route import already_learnt
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,28 @@ class Bar:
     model_id: str
     bar: float
     quality_model: Path
+    sample_loss: float = float("nan")  # median bits per byte of the samples under the model
 
 
-def _bpb(model, texts: list[str], settings: Settings) -> np.ndarray:
+# Columns the bars table carries beyond ``SCHEMAS["bars"]`` (views union files by name).
+BAR_EXTRA = [
+    ("bar_anchor", pa.float64()),
+    ("anchor_round", pa.int32()),
+    ("prev_round", pa.int32()),
+    ("bar_prev_samples", pa.float64()),
+    ("sample_loss", pa.float64()),
+    ("brier", pa.float64()),
+    ("ece", pa.float64()),
+    ("brier_raw", pa.float64()),
+    ("ece_raw", pa.float64()),
+    ("calibration", pa.string()),
+]
+
+
+def _bpb(scorer: LossScorer, texts: list[str], settings: Settings) -> np.ndarray:
     """Bits per byte of each text, with the workspace's scoring limits."""
-    return example_bpb(
-        model, texts, max_bytes=settings.score.max_bytes, batch_tokens=settings.score.batch_tokens
+    return scorer.bpb(
+        texts, max_bytes=settings.score.max_bytes, batch_tokens=settings.score.batch_tokens
     )
 
 
@@ -56,14 +74,24 @@ def quality_model_path(catalog: Catalog, round_: int) -> Path:
     return catalog.home / "quality" / f"round-{round_:04d}.joblib"
 
 
+def anchor_path(catalog: Catalog, reference: ModelRef) -> Path:
+    """The fixed scorer of the bar's comparable scale: one per reference model."""
+    return catalog.home / "quality" / f"anchor-{reference.model_id}.joblib"
+
+
 def read_bar(catalog: Catalog, round_: int) -> Bar | None:
-    rows = catalog.query(
-        "SELECT model_id, bar, quality_model FROM bars WHERE round = ?", [round_]
-    ).to_pylist()
+    rows = catalog.query("SELECT * FROM bars WHERE round = ?", [round_]).to_pylist()
     if not rows:
         return None
     row = rows[0]
-    return Bar(round_, row["model_id"], row["bar"], Path(row["quality_model"]))
+    loss = row.get("sample_loss")
+    return Bar(
+        round_,
+        row["model_id"],
+        row["bar"],
+        Path(row["quality_model"]),
+        float("nan") if loss is None else loss,
+    )
 
 
 def model_bar(
@@ -74,10 +102,9 @@ def model_bar(
     if existing is not None and existing.model_id == current.model_id:
         return existing
     cfg = settings.route
-    model, ref = load(current), load(reference)
+    model, ref = load_scorer(current), load_scorer(reference)
     note(f"round {round_}: sampling {cfg.n_samples} texts from {current.model_id} for the bar")
-    texts = sample_texts(
-        model,
+    texts = model.sample(
         cfg.n_samples,
         max_bytes=cfg.sample_bytes,
         temperature=cfg.sample_temperature,
@@ -98,11 +125,8 @@ def model_bar(
 
     # The classifier sees n-grams plus one model signal: bits per byte under the reference
     # model (word salad and boilerplate read as fluent n-grams but score high loss).
-    def ref_loss(texts_: list[str]) -> np.ndarray:
-        return _bpb(ref, texts_, settings)
-
     loss_model = _bpb(model, texts, settings)
-    loss_ref = ref_loss(texts)
+    loss_ref = _bpb(ref, texts, settings)
     note(
         f"round {round_}: quality classifier on {len(positives)} positives, "
         f"{len(texts) + len(negatives_extra)} negatives ({len(texts)} model samples)"
@@ -111,14 +135,19 @@ def model_bar(
     _, neg_oof = quality.fit_predict_oof(
         positives,
         texts + negatives_extra,
-        ref_loss(positives),
-        np.concatenate([loss_ref, ref_loss(negatives_extra)]),
+        _bpb(ref, positives, settings),
+        np.concatenate([loss_ref, _bpb(ref, negatives_extra, settings)]),
     )
     sample_quality = np.asarray(neg_oof[: len(texts)], dtype=np.float64)
     bar = model_level_bar(sample_quality, cfg.bar_quantile)
     qpath = quality_model_path(catalog, round_)
     qpath.parent.mkdir(parents=True, exist_ok=True)
     quality.save(qpath)
+    anchored = _anchored_bar(
+        catalog, reference, round_, quality, texts, loss_ref, sample_quality, bar, cfg
+    )
+    prev_round, bar_prev = _previous_samples_bar(catalog, round_, quality, cfg.bar_quantile)
+    sample_loss = float(np.nanmedian(loss_model))
 
     samples = pa.table(
         {
@@ -130,10 +159,12 @@ def model_bar(
             "loss_ref": loss_ref,
             "learnability": loss_model - loss_ref,
             "quality": sample_quality,
+            "quality_anchor": anchored[1],
         }
     )
     key = f"r{round_:04d}"
     catalog.write("samples", samples, key)
+    cal = quality.calibration
     row = {
         "round": round_,
         "model_id": current.model_id,
@@ -146,9 +177,83 @@ def model_bar(
         "n_positive": len(positives),
         "n_negative": len(texts) + len(negatives_extra),
         "created_at": now(),
+        "bar_anchor": anchored[0],
+        "anchor_round": anchored[2],
+        "prev_round": prev_round,
+        "bar_prev_samples": bar_prev,
+        "sample_loss": sample_loss,
+        "brier": cal.get("brier"),
+        "ece": cal.get("ece"),
+        "brier_raw": cal.get("brier_raw"),
+        "ece_raw": cal.get("ece_raw"),
+        "calibration": json.dumps(cal, sort_keys=True),
     }
-    catalog.write("bars", pa.Table.from_pylist([row], SCHEMAS["bars"]), key)
-    return Bar(round_, current.model_id, bar, qpath)
+    schema = SCHEMAS["bars"]
+    for name, kind in BAR_EXTRA:
+        schema = schema.append(pa.field(name, kind))
+    catalog.write("bars", pa.Table.from_pylist([row], schema), key)
+    note(
+        f"round {round_}: bar {bar:.4f} (anchored scale {anchored[0]:.4f}); calibration "
+        f"Brier {cal.get('brier_raw', float('nan')):.4f} -> {cal.get('brier', float('nan')):.4f}, "
+        f"ECE {cal.get('ece_raw', float('nan')):.4f} -> {cal.get('ece', float('nan')):.4f}"
+    )
+    return Bar(round_, current.model_id, bar, qpath, sample_loss)
+
+
+ROUND_BAR_COLUMNS = ("bar_anchor", "bar_prev_samples", "brier", "ece", "brier_raw", "ece_raw")
+
+
+def round_bar_columns(catalog: Catalog, round_: int) -> dict[str, float | None]:
+    """The round's bar on the anchored scale and its calibration, for the ``rounds`` row."""
+    rows = catalog.query("SELECT * FROM bars WHERE round = ?", [round_]).to_pylist()
+    row = rows[0] if rows else {}
+    return {name: row.get(name) for name in ROUND_BAR_COLUMNS}
+
+
+def _anchored_bar(
+    catalog: Catalog,
+    reference: ModelRef,
+    round_: int,
+    quality: QualityModel,
+    texts: list[str],
+    loss_ref: np.ndarray,
+    sample_quality: np.ndarray,
+    bar: float,
+    cfg: RouteConfig,
+) -> tuple[float, np.ndarray, int]:
+    """The bar on the fixed scale: (bar, the samples' anchored quality, the anchor's round).
+
+    The anchor is the first classifier fitted against this reference model, kept unchanged:
+    its features (n-grams and the reference model's loss) and weights never move, so the
+    same quantile of *its* scores is comparable from round to round, and rises as the
+    model's samples read more like trusted text. In the anchor's own round the samples were
+    its training negatives, so their out-of-fold quality (the routing bar) stands in.
+    """
+    path = anchor_path(catalog, reference)
+    sidecar = path.with_name(path.name + ".round")
+    if not path.exists():
+        quality.save(path)
+        sidecar.write_text(str(round_), encoding="utf-8")
+    anchor_round = int(sidecar.read_text(encoding="utf-8"))
+    if anchor_round == round_:
+        return bar, sample_quality, anchor_round
+    value, sample_q = anchored_bar(QualityModel.load(path), texts, loss_ref, cfg.bar_quantile)
+    return value, sample_q, anchor_round
+
+
+def _previous_samples_bar(
+    catalog: Catalog, round_: int, quality: QualityModel, quantile: float
+) -> tuple[int | None, float | None]:
+    """The previous round's samples scored by this round's classifier, and their bar."""
+    prev = catalog.query(
+        "SELECT round, text, loss_ref FROM samples WHERE round = "
+        "(SELECT max(round) FROM samples WHERE round < ?) ORDER BY sample_id",
+        [round_],
+    )
+    if prev.num_rows == 0:
+        return None, None
+    q = quality.predict(prev.column("text").to_pylist(), prev.column("loss_ref").to_numpy())
+    return int(prev.column("round")[0].as_py()), model_level_bar(q, quantile)
 
 
 def score_candidates(
@@ -163,7 +268,7 @@ def score_candidates(
     todo = catalog.named("to_score", [round_])
     if todo.num_rows == 0:
         return 0
-    model, ref = load(current), load(reference)
+    model, ref = load_scorer(current), load_scorer(reference)
     quality = QualityModel.load(bar.quality_model)
     shard = settings.score.shard_rows
     with progress_bar(f"score round {round_}", todo.num_rows) as advance:
@@ -172,7 +277,9 @@ def score_candidates(
             ids = part.column("candidate_id").to_pylist()
             key = f"r{round_:04d}-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
             if not catalog.exists("scores", key):
-                table = score_shard(part, settings, round_, current, reference, model, ref, quality)
+                table = score_shard(
+                    part, settings, round_, current, reference, model, ref, quality, bar
+                )
                 catalog.write("scores", table, key)
             advance(part.num_rows)
     return todo.num_rows
@@ -184,9 +291,10 @@ def score_shard(
     round_: int,
     current: ModelRef,
     reference: ModelRef,
-    model,
-    ref,
+    model: LossScorer,
+    ref: LossScorer,
     quality: QualityModel,
+    bar: Bar,
 ) -> pa.Table:
     """Score one shard (``candidate_id``, ``text``) → a ``scores`` table."""
     texts = part.column("text")
@@ -197,12 +305,15 @@ def score_shard(
     loss_model = np.full(n, np.nan)
     loss_ref = np.full(n, np.nan)
     qual = np.full(n, np.nan)
+    spread = np.full(n, np.nan)
     idx = np.flatnonzero(passing)
     if idx.size:
         keep = [texts[int(i)].as_py() for i in idx]
         loss_model[idx] = _bpb(model, keep, settings)
         loss_ref[idx] = _bpb(ref, keep, settings)
-        qual[idx] = quality.predict(keep, loss_ref[idx])
+        qual[idx], spread[idx] = quality.predict_with_uncertainty(keep, loss_ref[idx])
+    learnability = loss_model - loss_ref
+    learnt = already_learnt(loss_model, learnability, bar.sample_loss, settings.route)
 
     def nullable(values: np.ndarray) -> pa.Array:
         return pa.array(values, pa.float64(), mask=~passing)
@@ -214,8 +325,10 @@ def score_shard(
         "ref_model_id": [reference.model_id] * n,
         "loss_model": nullable(loss_model),
         "loss_ref": nullable(loss_ref),
-        "learnability": nullable(loss_model - loss_ref),
+        "learnability": nullable(learnability),
         "quality": nullable(qual),
+        "quality_sd": nullable(spread),
+        "already_learnt": pa.array(learnt, pa.bool_(), mask=~passing),
         "rule_reason": reasons,
         "scored_at": pa.array([now()] * n, SCHEMAS["scores"].field("scored_at").type),
     }

@@ -5,6 +5,16 @@ Sample ``n_samples`` texts from the current model, score them exactly like candi
 quantile (numpy's default linear interpolation). A candidate must beat what the model
 already writes on a good day to be worth training on; as the model improves, its samples
 score higher and the bar rises. ``scoring.route`` applies the bar with a margin.
+
+Comparable across rounds: the routing bar comes from a classifier refitted every round
+(against that round's samples), so its value drifts with the classifier, not only with the
+model. The bar is therefore also recorded on a fixed scale (``anchored_bar``): the same
+quantile of the quality an *anchor* classifier gives the samples, where the anchor is the
+first classifier fitted against the workspace's reference model and is never refitted.
+Its inputs (n-grams and the fixed reference model's loss) and weights stay put, so a
+higher anchored bar means the model's samples read more like trusted text. The score step
+also scores the previous round's samples with the current classifier, so each round holds
+both models' bars under one scorer.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from scoring.quality import QualityModel
 
 
 def _validated(sample_quality: np.ndarray | Sequence[float], quantile: float) -> np.ndarray:
@@ -62,3 +74,17 @@ def summarise_bar(sample_quality: np.ndarray | Sequence[float], quantile: float)
         p50=float(p50),
         p90=float(p90),
     )
+
+
+def anchored_bar(
+    anchor: QualityModel,
+    sample_texts: Sequence[str],
+    sample_signals: np.ndarray | None,
+    quantile: float,
+) -> tuple[float, np.ndarray]:
+    """(bar, quality per sample) of a model's samples on the anchor classifier's fixed scale.
+
+    ``sample_signals`` are the model signals the anchor was fitted with (None if none).
+    """
+    quality = anchor.predict(list(sample_texts), sample_signals)
+    return model_level_bar(quality, quantile), quality

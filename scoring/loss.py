@@ -156,9 +156,9 @@ def hf_example_bpb(
         ids_t = torch.from_numpy(ids).to(device)
         attn_t = torch.from_numpy(attn).to(device)
         logits = model(input_ids=ids_t, attention_mask=attn_t).logits[:, :-1].float()
-        nll = F.cross_entropy(
-            logits.flatten(0, 1), ids_t[:, 1:].flatten(), reduction="none"
-        ).view(len(idx), width - 1)  # (batch, width - 1)
+        nll = F.cross_entropy(logits.flatten(0, 1), ids_t[:, 1:].flatten(), reduction="none").view(
+            len(idx), width - 1
+        )  # (batch, width - 1)
         nats = (nll * attn_t[:, 1:]).double().sum(1).cpu().numpy()
         result[idx] = nats / math.log(2) / n_bytes[idx]
         if progress is not None:

@@ -153,9 +153,7 @@ def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
     floor = cfg.min_sd * cfg.margin
     sd = np.maximum(spread, floor) if cfg.scale == "logit" else np.full_like(quality, floor)
     uncert = 2.0 * ndtr(-np.abs(quality - bar) / sd)
-    gain = cfg.priority_eps + np.where(
-        learnt, 0.0, np.maximum(np.nan_to_num(learn, nan=0.0), 0.0)
-    )
+    gain = cfg.priority_eps + np.where(learnt, 0.0, np.maximum(np.nan_to_num(learn, nan=0.0), 0.0))
     priority = np.where(hard, uncert * gain, np.nan)
     hard_rows = np.flatnonzero(hard)
     ranking = pc.sort_indices(

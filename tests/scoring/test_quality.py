@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from scoring.config import QualityConfig
-from scoring.quality import QualityModel, uncertainty
+from scoring.quality import QualityModel, expected_calibration_error, uncertainty
 
 # Documentation-style sentences; the first 32 train, the last 16 are held out.
 SENTENCES = [
@@ -242,3 +242,75 @@ def test_out_of_fold_uses_the_signals_too():
     )
     assert pos_oof.min() > neg_oof.max()
     assert model.signal_mean is not None
+
+
+def imbalanced(seed):
+    """Prose vs shuffled prose at 1:4, with some prose made ambiguous (partly shuffled)."""
+    rng = random.Random(seed)
+    pos = docs(TRAIN, 80, seed=seed)
+    neg = shuffled(docs(TRAIN, 320, seed=seed + 1), seed=seed + 2)
+    # half-shuffled positives make the classes overlap, so probabilities matter
+    for i in range(0, 80, 2):
+        words = pos[i].split()
+        half = len(words) // 2
+        tail = words[half:]
+        rng.shuffle(tail)
+        pos[i] = " ".join(words[:half] + tail)
+    return pos, neg
+
+
+def test_calibration_beats_the_raw_balanced_probabilities():
+    pos, neg = imbalanced(seed=20)
+    model = QualityModel(QualityConfig(n_features=2**14, C=1.0))
+    pos_oof, neg_oof = model.fit_predict_oof(pos, neg)
+    cal = model.calibration
+    assert model.calibrated and cal["method"] == "sigmoid" and cal["n"] == 400
+    assert cal["brier"] < cal["brier_raw"] and cal["ece"] < cal["ece_raw"]
+    p = np.concatenate([pos_oof, neg_oof])
+    y = np.r_[np.ones(80), np.zeros(320)]
+    assert ((p >= 0) & (p <= 1)).all()
+    assert np.mean((p - y) ** 2) == pytest.approx(cal["brier"])
+    # held out: calibrated P(positive) is closer to the truth than the raw member output
+    test_pos, test_neg = imbalanced(seed=40)
+    x = test_pos + test_neg
+    y_test = np.r_[np.ones(80), np.zeros(320)]
+    p_cal = model.predict(x)
+    feats = model.features(x)
+    p_raw = np.mean([m.predict_proba(feats)[:, 1] for m in model._estimator["members"]], axis=0)
+    assert np.mean((p_cal - y_test) ** 2) < np.mean((p_raw - y_test) ** 2)
+    assert expected_calibration_error(p_cal, y_test) < expected_calibration_error(p_raw, y_test)
+
+
+def test_isotonic_calibration_and_report_persist(tmp_path):
+    pos, neg = imbalanced(seed=21)
+    model = QualityModel(QualityConfig(n_features=2**12, calibration_method="isotonic"))
+    model.fit(pos, neg)
+    assert model.calibration["method"] == "isotonic"
+    loaded = QualityModel.load(model.save(tmp_path / "q.joblib"))
+    assert loaded.calibration == model.calibration
+    meta = json.loads((tmp_path / "q.joblib.json").read_text())
+    assert meta["calibration"]["brier"] == model.calibration["brier"]
+    with pytest.raises(ValueError, match="calibration_method"):
+        QualityConfig(calibration_method="beta")
+
+
+def test_ensemble_spread_is_larger_where_the_data_is_ambiguous(data, fitted):
+    _, _, test_pos, test_neg = data
+    clear = test_pos[:20] + random_chars(20, seed=30)
+    # half prose, half shuffled: between the classes the members disagree more
+    ambiguous = [
+        a[: len(a) // 2] + " " + b[len(b) // 2 :]
+        for a, b in zip(test_pos[20:60], test_neg[:40], strict=True)
+    ]
+    p_clear, sd_clear = fitted.predict_with_uncertainty(clear)
+    p_amb, sd_amb = fitted.predict_with_uncertainty(ambiguous)
+    assert sd_clear.shape == (40,) and (sd_clear >= 0).all()
+    assert np.median(sd_amb) > np.median(sd_clear)
+    np.testing.assert_allclose(p_clear, fitted.predict(clear))
+
+
+def test_expected_calibration_error():
+    assert expected_calibration_error([0.0, 1.0], [0, 1]) == 0.0
+    assert expected_calibration_error([0.9] * 10, [1] * 5 + [0] * 5) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="1-D"):
+        expected_calibration_error([0.5], [1, 0])
