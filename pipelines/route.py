@@ -24,14 +24,14 @@ def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> 
     scored = catalog.query(
         """
         SELECT candidate_id, rule_reason, quality, coalesce(learnability, 0.0) AS learnability,
-               quality_sd, already_learnt
+               quality_sd, already_learnt, order_gain
         FROM scores WHERE round = ? ORDER BY candidate_id
         """,
         [round_],
     )
     if scored.num_rows == 0:
         return Counter()
-    decided = route(scored, bar.bar, settings.route)
+    decided = route(scored, bar.bar, settings.route, bar.min_order_gain)
     n = decided.num_rows
     by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(sorted(RULE_REASONS)))
     table = pa.table(

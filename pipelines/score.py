@@ -34,7 +34,7 @@ from pipelines.settings import Settings
 from scoring.bar import anchored_bar, model_level_bar
 from scoring.config import RouteConfig
 from scoring.heuristics import heuristic_signals, rule_reasons
-from scoring.loss import LossScorer
+from scoring.loss import LossScorer, order_gain
 from scoring.quality import QualityModel
 from scoring.route import already_learnt
 
@@ -46,6 +46,7 @@ class Bar:
     bar: float
     quality_model: Path
     sample_loss: float = float("nan")  # median bits per byte of the samples under the model
+    min_order_gain: float | None = None  # below it a candidate is "incoherent" (route)
 
 
 # Columns the bars table carries beyond ``SCHEMAS["bars"]`` (views union files by name).
@@ -55,6 +56,7 @@ BAR_EXTRA = [
     ("prev_round", pa.int32()),
     ("bar_prev_samples", pa.float64()),
     ("sample_loss", pa.float64()),
+    ("min_order_gain", pa.float64()),
     ("brier", pa.float64()),
     ("ece", pa.float64()),
     ("brier_raw", pa.float64()),
@@ -70,13 +72,24 @@ def _bpb(scorer: LossScorer, texts: list[str], settings: Settings) -> np.ndarray
     )
 
 
+def _order_gain(
+    scorer: LossScorer, texts: list[str], bpb: np.ndarray | None, settings: Settings
+) -> np.ndarray:
+    """``scoring.loss.order_gain`` with the workspace's limits; NaN (empty text) becomes 0."""
+    if not texts:
+        return np.zeros(0)
+    own = _bpb(scorer, texts, settings) if bpb is None else bpb
+    kw = {"max_bytes": settings.score.max_bytes, "batch_tokens": settings.score.batch_tokens}
+    return np.nan_to_num(order_gain(scorer, texts, own, **kw), nan=0.0)
+
+
 def quality_model_path(catalog: Catalog, round_: int) -> Path:
     return catalog.home / "quality" / f"round-{round_:04d}.joblib"
 
 
 def anchor_path(catalog: Catalog, reference: ModelRef) -> Path:
     """The fixed scorer of the bar's comparable scale: one per reference model."""
-    return catalog.home / "quality" / f"anchor-{reference.model_id}.joblib"
+    return catalog.home / "quality" / f"anchor-v2-{reference.model_id}.joblib"
 
 
 def read_bar(catalog: Catalog, round_: int) -> Bar | None:
@@ -91,6 +104,7 @@ def read_bar(catalog: Catalog, round_: int) -> Bar | None:
         row["bar"],
         Path(row["quality_model"]),
         float("nan") if loss is None else loss,
+        row.get("min_order_gain"),
     )
 
 
@@ -123,20 +137,26 @@ def model_bar(
         .to_pylist()
     )
 
-    # The classifier sees n-grams plus one model signal: bits per byte under the reference
-    # model (word salad and boilerplate read as fluent n-grams but score high loss).
+    # The classifier sees n-grams plus one model signal: the reference model's order gain
+    # (bits per byte saved by the real word order). Not the raw loss: a model's own samples
+    # sit at its entropy, below or above human text depending on how well it is trained, so
+    # a loss feature learns "sample or not" in a direction that flips from model to model
+    # (the demo's clean-text over-rejection); the order gain separates word salad from
+    # prose and leaves fluent samples where they belong.
     loss_model = _bpb(model, texts, settings)
     loss_ref = _bpb(ref, texts, settings)
+    gain_samples = _order_gain(ref, texts, loss_ref, settings)
+    gain_pos = _order_gain(ref, positives, None, settings)
+    gain_neg = _order_gain(ref, negatives_extra, None, settings)
+    cfg_q = cfg.coherence_quantile
+    min_gain = float(np.nanquantile(gain_pos, cfg_q)) if cfg_q > 0 and len(positives) else None
     note(
         f"round {round_}: quality classifier on {len(positives)} positives, "
         f"{len(texts) + len(negatives_extra)} negatives ({len(texts)} model samples)"
     )
     quality = QualityModel(settings.quality)
     _, neg_oof = quality.fit_predict_oof(
-        positives,
-        texts + negatives_extra,
-        _bpb(ref, positives, settings),
-        np.concatenate([loss_ref, _bpb(ref, negatives_extra, settings)]),
+        positives, texts + negatives_extra, gain_pos, np.concatenate([gain_samples, gain_neg])
     )
     sample_quality = np.asarray(neg_oof[: len(texts)], dtype=np.float64)
     bar = model_level_bar(sample_quality, cfg.bar_quantile)
@@ -144,7 +164,7 @@ def model_bar(
     qpath.parent.mkdir(parents=True, exist_ok=True)
     quality.save(qpath)
     anchored = _anchored_bar(
-        catalog, reference, round_, quality, texts, loss_ref, sample_quality, bar, cfg
+        catalog, reference, round_, quality, texts, gain_samples, sample_quality, bar, cfg
     )
     prev_round, bar_prev = _previous_samples_bar(catalog, round_, quality, cfg.bar_quantile)
     sample_loss = float(np.nanmedian(loss_model))
@@ -160,6 +180,7 @@ def model_bar(
             "learnability": loss_model - loss_ref,
             "quality": sample_quality,
             "quality_anchor": anchored[1],
+            "order_gain": gain_samples,
         }
     )
     key = f"r{round_:04d}"
@@ -182,6 +203,7 @@ def model_bar(
         "prev_round": prev_round,
         "bar_prev_samples": bar_prev,
         "sample_loss": sample_loss,
+        "min_order_gain": min_gain,
         "brier": cal.get("brier"),
         "ece": cal.get("ece"),
         "brier_raw": cal.get("brier_raw"),
@@ -197,7 +219,7 @@ def model_bar(
         f"Brier {cal.get('brier_raw', float('nan')):.4f} -> {cal.get('brier', float('nan')):.4f}, "
         f"ECE {cal.get('ece_raw', float('nan')):.4f} -> {cal.get('ece', float('nan')):.4f}"
     )
-    return Bar(round_, current.model_id, bar, qpath, sample_loss)
+    return Bar(round_, current.model_id, bar, qpath, sample_loss, min_gain)
 
 
 ROUND_BAR_COLUMNS = ("bar_anchor", "bar_prev_samples", "brier", "ece", "brier_raw", "ece_raw")
@@ -216,7 +238,7 @@ def _anchored_bar(
     round_: int,
     quality: QualityModel,
     texts: list[str],
-    loss_ref: np.ndarray,
+    signals: np.ndarray,
     sample_quality: np.ndarray,
     bar: float,
     cfg: RouteConfig,
@@ -237,7 +259,7 @@ def _anchored_bar(
     anchor_round = int(sidecar.read_text(encoding="utf-8"))
     if anchor_round == round_:
         return bar, sample_quality, anchor_round
-    value, sample_q = anchored_bar(QualityModel.load(path), texts, loss_ref, cfg.bar_quantile)
+    value, sample_q = anchored_bar(QualityModel.load(path), texts, signals, cfg.bar_quantile)
     return value, sample_q, anchor_round
 
 
@@ -246,13 +268,16 @@ def _previous_samples_bar(
 ) -> tuple[int | None, float | None]:
     """The previous round's samples scored by this round's classifier, and their bar."""
     prev = catalog.query(
-        "SELECT round, text, loss_ref FROM samples WHERE round = "
+        "SELECT * FROM samples WHERE round = "
         "(SELECT max(round) FROM samples WHERE round < ?) ORDER BY sample_id",
         [round_],
     )
-    if prev.num_rows == 0:
+    if prev.num_rows == 0 or "order_gain" not in prev.column_names:
         return None, None
-    q = quality.predict(prev.column("text").to_pylist(), prev.column("loss_ref").to_numpy())
+    gain = prev.column("order_gain").to_numpy(zero_copy_only=False)
+    if not np.isfinite(gain).all():  # samples of a round scored before order gain existed
+        return None, None
+    q = quality.predict(prev.column("text").to_pylist(), gain)
     return int(prev.column("round")[0].as_py()), model_level_bar(q, quantile)
 
 
@@ -306,12 +331,14 @@ def score_shard(
     loss_ref = np.full(n, np.nan)
     qual = np.full(n, np.nan)
     spread = np.full(n, np.nan)
+    gain = np.full(n, np.nan)
     idx = np.flatnonzero(passing)
     if idx.size:
         keep = [texts[int(i)].as_py() for i in idx]
         loss_model[idx] = _bpb(model, keep, settings)
         loss_ref[idx] = _bpb(ref, keep, settings)
-        qual[idx], spread[idx] = quality.predict_with_uncertainty(keep, loss_ref[idx])
+        gain[idx] = _order_gain(ref, keep, loss_ref[idx], settings)
+        qual[idx], spread[idx] = quality.predict_with_uncertainty(keep, gain[idx])
     learnability = loss_model - loss_ref
     learnt = already_learnt(loss_model, learnability, bar.sample_loss, settings.route)
 
@@ -328,6 +355,7 @@ def score_shard(
         "learnability": nullable(learnability),
         "quality": nullable(qual),
         "quality_sd": nullable(spread),
+        "order_gain": nullable(gain),
         "already_learnt": pa.array(learnt, pa.bool_(), mask=~passing),
         "rule_reason": reasons,
         "scored_at": pa.array([now()] * n, SCHEMAS["scores"].field("scored_at").type),

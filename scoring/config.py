@@ -183,6 +183,9 @@ class RouteConfig(_DictConfig):
     # "already learnt": learnability <= -learnt_margin (bits per byte) or the model's loss
     # at or below the median loss of its own samples
     learnt_margin: float = 0.5
+    # "incoherent": word order saves the reference model less than it saves all but this
+    # share of trusted texts (``scoring.loss.order_gain``); 0 turns the check off
+    coherence_quantile: float = 0.01
     n_samples: int = 512  # texts sampled from the current model to set the bar
     sample_bytes: int = 256  # length of each sample (the model is byte-level)
     sample_temperature: float = 1.0  # sampling temperature for the bar samples
@@ -210,6 +213,7 @@ class RouteConfig(_DictConfig):
         _require(
             self.learnt_margin >= 0, f"{name}.learnt_margin", "must be >= 0", self.learnt_margin
         )
+        _fraction(self, "coherence_quantile")
         _require(self.n_samples >= 1, f"{name}.n_samples", "must be >= 1", self.n_samples)
         _require(self.sample_bytes >= 1, f"{name}.sample_bytes", "must be >= 1", self.sample_bytes)
         _require(

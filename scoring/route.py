@@ -4,6 +4,10 @@ Policy, in order, for each candidate (``bar`` from ``scoring.bar.model_level_bar
 
 1. ``rule_reason`` not null -> ``reject``, reason = the rule's code (``RULE_REASONS`` of
    ``scoring.heuristics``, or any code an upstream filter such as dedup put there).
+1b. ``order_gain < min_order_gain`` (when the score step gives a threshold) -> ``reject``,
+   ``"incoherent"``: word order saves the reference model less bits than it saves almost
+   every trusted text (``scoring.loss.order_gain``), i.e. word salad, however fluent its
+   n-grams look.
 2. ``quality >= bar + margin`` -> ``accept``, ``"above_bar"``.
 3. ``quality < bar - margin`` -> ``reject``, ``"below_bar"``.
 4. otherwise ``hard`` (``bar - margin <= quality < bar + margin``), ranked by expected value
@@ -57,11 +61,12 @@ ACCEPT, REJECT, HARD = "accept", "reject", "hard"
 DECISIONS: tuple[str, ...] = (ACCEPT, REJECT, HARD)
 
 ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET = "above_bar", "below_bar", "near_bar", "over_budget"
-ROUTE_REASONS: tuple[str, ...] = (ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET)
+INCOHERENT = "incoherent"
+ROUTE_REASONS: tuple[str, ...] = (ABOVE_BAR, BELOW_BAR, NEAR_BAR, OVER_BUDGET, INCOHERENT)
 
 INPUT_COLUMNS: tuple[str, ...] = ("candidate_id", "rule_reason", "quality", "learnability")
 # Optional inputs: a missing column or a null counts as 0 / False.
-OPTIONAL_COLUMNS: tuple[str, ...] = ("quality_sd", "already_learnt")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("quality_sd", "already_learnt", "order_gain")
 OUTPUT_SCHEMA = pa.schema(
     [
         ("candidate_id", pa.string()),
@@ -117,7 +122,9 @@ def _optional(frame: pa.Table, name: str, kind: pa.DataType, fill: object) -> np
     return col.to_numpy(zero_copy_only=False)
 
 
-def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
+def route(
+    frame: pa.Table, bar: float, cfg: RouteConfig, min_order_gain: float | None = None
+) -> pa.Table:
     """Decide every candidate (columns ``INPUT_COLUMNS``); returns ``OUTPUT_SCHEMA`` rows."""
     missing = [c for c in INPUT_COLUMNS if c not in frame.column_names]
     if missing:
@@ -132,11 +139,17 @@ def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
     learn = _column(frame, "learnability", pa.float64()).to_numpy(zero_copy_only=False)
     spread = np.nan_to_num(_optional(frame, "quality_sd", pa.float64(), 0.0).astype(float))
     learnt = _optional(frame, "already_learnt", pa.bool_(), False).astype(bool)
+    gain_of_order = _optional(frame, "order_gain", pa.float64(), np.nan).astype(float)
 
     quality, bar = to_scale(quality, cfg.scale), float(to_scale(np.asarray([bar]), cfg.scale)[0])
 
     # 1-3. Rule rejects, then clear accepts and rejects around the bar.
     ruled = rule.is_valid().to_numpy(zero_copy_only=False)
+    incoherent = np.zeros(len(ids), dtype=bool)
+    if min_order_gain is not None and math.isfinite(min_order_gain):
+        with np.errstate(invalid="ignore"):
+            incoherent = ~ruled & (gain_of_order < min_order_gain)
+    ruled_or_incoherent = ruled | incoherent
     bad = ~ruled & ~np.isfinite(quality)
     if bad.any():
         first = ids[int(np.flatnonzero(bad)[0])].as_py()
@@ -144,9 +157,9 @@ def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
             f"route: quality is null/NaN/inf for {int(bad.sum())} candidate(s) without a "
             f"rule_reason (first: {first!r})"
         )
-    accept = ~ruled & (quality >= bar + cfg.margin)
-    reject = ~ruled & (quality < bar - cfg.margin)
-    hard = ~ruled & ~accept & ~reject
+    accept = ~ruled_or_incoherent & (quality >= bar + cfg.margin)
+    reject = ~ruled_or_incoherent & (quality < bar - cfg.margin)
+    hard = ~ruled_or_incoherent & ~accept & ~reject
 
     # 4. Hard cases: expected value of an expert label, top `budget` queued.
     # the spread is in log-odds; on the probability scale only the floor applies
@@ -165,8 +178,8 @@ def route(frame: pa.Table, bar: float, cfg: RouteConfig) -> pa.Table:
 
     # Reason codes: rule code if ruled, else the routing reason.
     code = np.select(
-        [accept, reject, hard & queued, hard],
-        [0, 1, 2, 3],
+        [accept, reject, hard & queued, hard, incoherent],
+        [0, 1, 2, 3, 4],
         default=0,
     ).astype(np.int8)
     route_reason = pa.array(ROUTE_REASONS, pa.string()).take(pa.array(code))

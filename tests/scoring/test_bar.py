@@ -9,10 +9,40 @@ from scoring.bar import anchored_bar, model_level_bar
 from scoring.config import QualityConfig
 from scoring.quality import QualityModel
 
-WORDS = (
-    "the model writes a short text about the data and the round and every expert reads "
-    "it before the next step begins so that the catalog keeps each decision with a reason"
-).split()
+WORDS = [
+    "the",
+    "model",
+    "writes",
+    "a",
+    "short",
+    "text",
+    "about",
+    "the",
+    "data",
+    "and",
+    "the",
+    "round",
+    "and",
+    "every",
+    "expert",
+    "reads",
+    "it",
+    "before",
+    "the",
+    "next",
+    "step",
+    "begins",
+    "so",
+    "that",
+    "the",
+    "catalog",
+    "keeps",
+    "each",
+    "decision",
+    "with",
+    "a",
+    "reason",
+]
 
 
 def prose(n, seed):

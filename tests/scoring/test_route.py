@@ -7,6 +7,7 @@ from scipy.special import ndtr
 
 from scoring.bar import BarSummary, model_level_bar, summarise_bar
 from scoring.config import RouteConfig
+from scoring.loss import order_gain, shuffle_words
 from scoring.route import DECISIONS, OUTPUT_SCHEMA, ROUTE_REASONS, already_learnt, route
 
 BAR = 0.5
@@ -232,3 +233,44 @@ def test_already_learnt_signal():
     np.testing.assert_array_equal(
         already_learnt(loss, learn, sample_loss=1.5, cfg=cfg), [True, True, False, False]
     )
+
+
+def test_incoherent_text_is_rejected_before_the_bar():
+    table = pa.table(
+        {
+            "candidate_id": ["salad", "prose", "ruled", "unknown"],
+            "rule_reason": pa.array([None, None, "too_short", None], pa.string()),
+            "quality": [0.99, 0.99, 0.99, 0.99],
+            "learnability": [0.0] * 4,
+            "order_gain": [0.01, 0.15, 0.0, None],
+        }
+    )
+    out = route(table, BAR, CFG, min_order_gain=0.05).to_pydict()
+    assert out["decision"] == ["reject", "accept", "reject", "accept"]
+    assert out["reason"] == ["incoherent", "above_bar", "too_short", "above_bar"]
+    # without a threshold the signal is ignored
+    assert route(table, BAR, CFG).column("reason").to_pylist()[0] == "above_bar"
+
+
+def test_order_gain_is_the_loss_word_order_saves():
+    prose = "the cat sat on the mat and the dog lay by the door of the old house"
+    bigrams = set(zip(prose.split(), prose.split()[1:], strict=False))
+
+    class BigramScorer:
+        """Loss = share of adjacent word pairs never seen in the prose (a stand-in model)."""
+
+        def bpb(self, texts, **kw):
+            out = []
+            for t in texts:
+                pairs = list(zip(t.split(), t.split()[1:], strict=False))
+                out.append(sum(p not in bigrams for p in pairs) / max(len(pairs), 1))
+            return np.array(out)
+
+    scorer = BigramScorer()
+    salad = shuffle_words(prose)
+    texts = [prose, salad]
+    gain = order_gain(scorer, texts, scorer.bpb(texts))
+    assert gain[0] > 0.5  # the real order is worth a lot
+    assert abs(gain[1]) < gain[0]  # reshuffling salad changes little
+    assert shuffle_words(prose) == salad  # seeded by the text: deterministic
+    assert sorted(salad.split()) == sorted(prose.split())
