@@ -2,7 +2,8 @@
 
 The policy itself is :func:`scoring.route.route` (a pure function); this step reads the
 round's scores, applies it, and appends the decisions. ``decided_by`` is ``rule`` for a
-heuristic reject and ``model`` for a decision against the bar.
+heuristic reject or an ``incoherent`` one (word order saves the reference model too little)
+and ``model`` for a decision against the bar.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.score import Bar
 from pipelines.settings import Settings
 from scoring.heuristics import RULE_REASONS
-from scoring.route import route
+from scoring.route import INCOHERENT, route
 
 
 def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> Counter:
@@ -33,7 +34,9 @@ def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> 
         return Counter()
     decided = route(scored, bar.bar, settings.route, bar.min_order_gain)
     n = decided.num_rows
-    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(sorted(RULE_REASONS)))
+    # "incoherent" is a rule on a model signal (scoring.route, step 1b): decided by rule
+    rules = sorted({*RULE_REASONS, INCOHERENT})
+    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(rules))
     table = pa.table(
         {
             "candidate_id": decided.column("candidate_id"),

@@ -3,15 +3,19 @@
 1. **Samples**: the current model writes ``route.n_samples`` texts (recurrent form).
 2. **Quality classifier**: positives = trusted text + expert-accepted; negatives = the
    model's own samples + expert-rejected + (a capped share of) earlier rule rejects;
-   features = hashed n-grams + bits per byte under the reference model. The samples'
-   quality is taken out-of-fold, so the bar is not flattered by the classifier having seen
-   them.
+   features = hashed n-grams + the reference model's order gain (bits per byte saved by the
+   real word order). The samples' quality is taken out-of-fold, so the bar is not
+   flattered by the classifier having seen them. Calibration (Brier, ECE) is recorded.
 3. **Bar** = the ``route.bar_quantile`` quantile of the samples' quality: the level the
-   model itself writes at. It is stored per round (table ``bars``) with the samples.
+   model itself writes at. It is stored per round (table ``bars``) with the samples, beside
+   the same bar on a fixed scale (``bar_anchor``, see ``scoring.bar``), the previous
+   round's samples under this round's classifier (``bar_prev_samples``), and the
+   incoherence threshold (``min_order_gain``: the ``route.coherence_quantile`` quantile of
+   the trusted texts' order gain).
 4. **Candidates** still undecided are scored in shards (one Parquet file each): heuristic
    signals and the first failing rule; for rule-passing rows, bits per byte under the
    current and the reference model, learnability = current − reference (RHO-LOSS reducible
-   loss, Mindermann et al. 2022), and quality.
+   loss, Mindermann et al. 2022), already-learnt, order gain, quality and its spread.
 
 Each shard file is named by its content, so a killed run resumes with the rest.
 """
@@ -246,7 +250,7 @@ def _anchored_bar(
     """The bar on the fixed scale: (bar, the samples' anchored quality, the anchor's round).
 
     The anchor is the first classifier fitted against this reference model, kept unchanged:
-    its features (n-grams and the reference model's loss) and weights never move, so the
+    its features (n-grams and the reference model's order gain) and weights never move, so the
     same quantile of *its* scores is comparable from round to round, and rises as the
     model's samples read more like trusted text. In the anchor's own round the samples were
     its training negatives, so their out-of-fold quality (the routing bar) stands in.

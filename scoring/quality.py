@@ -6,10 +6,13 @@ Positives are trusted human text and expert-accepted candidates; negatives are t
 model's own samples, expert rejects and rule rejects. Features are stateless
 (``HashingVectorizer``: character 3-5-grams inside word boundaries plus word 1-2-grams, each
 block L2-normalised, no fitted vocabulary), so scoring needs no vocabulary and shards freely,
-plus optional numeric *model signals* (standardised), e.g. bits per byte under the reference
-model: n-grams alone tell human text from the model's samples but not from word salad, which
-the reference model's loss does (measured on the demo pool: AUC clean vs word-shuffled 0.55
-with n-grams only, 0.84 with the loss alone).
+plus optional numeric *model signals* (standardised). The score step passes the reference
+model's *order gain* (``scoring.loss.order_gain``: bits per byte saved by the real word
+order): n-grams alone tell human text from the model's samples but hardly from word salad
+(demo pool: AUC clean vs word-shuffled 0.55 with n-grams only). Raw loss would separate
+word salad too, but a model's own samples sit at its entropy, below or above human text
+depending on its training, so as a feature it learns a sample-vs-human direction that flips
+from model to model and rejected clean text on the demo.
 The classifier is an ensemble of ``cfg.cv_folds`` ``LogisticRegression(class_weight=
 "balanced")`` members (liblinear), one per fold of a stratified, seeded K-fold split:
 
@@ -146,7 +149,7 @@ class QualityModel:
             norm="l2",
         )
         self._estimator: Any = None
-        # numeric model signals (e.g. bits per byte under the reference model), standardised
+        # numeric model signals (e.g. the reference model's order gain), standardised
         self.signal_mean: np.ndarray | None = None
         self.signal_std: np.ndarray | None = None
         self.n_positive = 0
