@@ -170,12 +170,16 @@ def main() -> None:
     ap.add_argument("--n-trusted", type=int, default=1000)
     ap.add_argument("--n-pool", type=int, default=1500)
     ap.add_argument("--budget", type=int, default=60)
+    ap.add_argument("--margin", type=float, default=None, help="route.margin (log-odds)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="datawall-curation-"))
     start = time.time()
     catalog = Catalog(home).init()
-    save_settings(home, Settings().with_overrides({**SMALL, "route.budget": args.budget}))
+    overrides = {**SMALL, "route.budget": args.budget}
+    if args.margin is not None:
+        overrides["route.margin"] = args.margin
+    save_settings(home, Settings().with_overrides(overrides))
     settings = load_settings(home)
     paths = build_demo_corpus(
         home / "demo-data",
