@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--n-layers", type=int, default=4)
     ap.add_argument("--d-state", type=int, default=64)
     ap.add_argument("--headdim", type=int, default=64)
-    ap.add_argument("--chunk-size", type=int, default=64)
+    ap.add_argument("--chunk-size", type=int, default=ModelConfig.chunk_size)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--skip", nargs="*", default=[], help="models to leave out")
     args = ap.parse_args()
