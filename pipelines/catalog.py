@@ -194,6 +194,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("finished_at", _TS),
         ]
     ),
+    # MinHash signature and LSH band keys of each candidate, per dedup config (pipelines/dedup.py)
+    "minhash": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("config", pa.string()),  # digest of the signature settings
+            ("signature", pa.binary()),  # num_perm little-endian uint32 values
+            ("band_keys", pa.list_(pa.int64())),
+            ("round", pa.int32()),
+        ]
+    ),
 }
 
 # Extra columns some views expose: `candidates.id` is the documented short name of candidate_id.

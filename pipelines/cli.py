@@ -101,6 +101,20 @@ def round_cmd(
     out.print_json(data=json.loads(json.dumps(summary, default=str)))
 
 
+@app.command("dedup")
+def dedup_cmd(home: Home = None) -> None:
+    """Find near-duplicates across the whole catalog (MinHash LSH) and reject all but one."""
+    from pipelines.flows import dedup_task
+
+    catalog = open_catalog(home, must_exist=True)
+    try:
+        with catalog.writer("datawall dedup"):
+            summary = dedup_task.fn(str(catalog.home), catalog.current_round())
+    except (ValueError, WorkspaceBusy) as exc:
+        raise fail(str(exc)) from None
+    out.print_json(data=summary)
+
+
 @app.command("score")
 def score_cmd(
     model: Annotated[

@@ -16,10 +16,11 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import annotate, modelling, route, score, studio
+from pipelines import annotate, dedup, modelling, route, score, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.ingest import ingest
 from pipelines.modelling import ModelRef
+from pipelines.progress import progress_bar
 from pipelines.settings import Settings, load_settings, resolve_home
 
 
@@ -50,6 +51,16 @@ def ingest_task(
         cfg=settings.ingest,
         progress=progress,
     )
+    return report.summary()
+
+
+@task(name="dedup")
+def dedup_task(home: str, round_: int) -> dict[str, int | str]:
+    """Near-duplicates across the whole catalog → ``reject / near_duplicate`` decisions."""
+    catalog, settings = workspace(home)
+    total = dedup.count_unsigned(catalog, settings.dedup)
+    with progress_bar(f"dedup round {round_}", total) as advance:
+        report = dedup.dedup(catalog, settings.dedup, round_, progress=advance)
     return report.summary()
 
 
@@ -195,7 +206,7 @@ def finish_round(
 # -- flows --------------------------------------------------------------------------------
 @flow(name="curation-round", log_prints=True)
 def curation_round(home: str | None = None, budget: int | None = None) -> dict[str, Any]:
-    """score → route → annotate → train, on what the workspace holds.
+    """dedup → score → route → annotate → train, on what the workspace holds.
 
     With no model yet, the reference model is first trained on the trusted set.
     """
@@ -204,6 +215,7 @@ def curation_round(home: str | None = None, budget: int | None = None) -> dict[s
     with catalog.writer("curation round"):
         round_ = catalog.current_round()
         started_at = now()
+        dedup_task(home, round_)
         current, reference = models_task(home)
         bar = score_task(home, round_, current, reference, budget)
         decisions = route_task(home, round_, bar, budget)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from annotation.config import AnnotationConfig
 
+from annotation.config import AnnotationConfig
 from pipelines.config import IngestConfig, ScoreConfig
-from scoring.config import HeuristicConfig, QualityConfig, RouteConfig
+from scoring.config import DedupConfig, HeuristicConfig, QualityConfig, RouteConfig
 from trainer.config import ModelConfig, TrainConfig
 
 DEFAULT_HOME = Path("datawall-home")
@@ -41,6 +41,7 @@ class Settings:
     quality: QualityConfig = field(default_factory=QualityConfig)
     route: RouteConfig = field(default_factory=RouteConfig)
     annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "settings") -> Settings:

@@ -223,3 +223,72 @@ class RouteConfig(_DictConfig):
             self.sample_temperature,
         )
         _require(self.sample_seed >= 0, f"{name}.sample_seed", "must be >= 0", self.sample_seed)
+
+
+@dataclass(frozen=True)
+class DedupConfig(_DictConfig):
+    """Near-duplicate detection (``scoring.dedup``): MinHash over character shingles + LSH.
+
+    Two texts are near-duplicates when the Jaccard similarity of their sets of
+    ``shingle_size``-character shingles (lower-cased, whitespace runs as one space) is at
+    least ``threshold``. ``bands`` × ``rows`` of the ``num_perm`` signature values form the
+    LSH buckets; 0 and 0 (the default) chooses them for ``threshold`` by minimising the
+    expected false-positive and false-negative areas, weighted by ``recall_weight``
+    (``scoring.dedup.lsh_params``; pairs are verified afterwards, so misses weigh more).
+    ``scheme`` is ``"oph"`` (one-permutation hashing with optimal densification: one hash
+    per shingle, the fast default) or ``"kperm"`` (classic MinHash, one hash function per
+    signature value: the reference, ``num_perm`` times the hashing work).
+    """
+
+    threshold: float = 0.8  # Jaccard similarity of shingle sets
+    num_perm: int = 128  # signature length
+    shingle_size: int = 5  # characters per shingle
+    seed: int = 0
+    bands: int = 0  # LSH bands; 0 with rows = 0: chosen from threshold
+    rows: int = 0  # signature values per band
+    recall_weight: float = 0.9  # auto bands/rows: weight of missed pairs vs. extra LSH pairs
+    scheme: str = "oph"  # "oph" | "kperm"
+    verify: bool = True  # drop LSH pairs whose estimated similarity is below threshold
+    batch_docs: int = 8192  # texts signed per batch (bounds memory)
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        name = type(self).__name__
+        _require(
+            0.0 < self.threshold < 1.0, f"{name}.threshold", "must be in (0, 1)", self.threshold
+        )
+        _require(
+            8 <= self.num_perm <= 1024, f"{name}.num_perm", "must be in [8, 1024]", self.num_perm
+        )
+        _require(
+            1 <= self.shingle_size <= 32,
+            f"{name}.shingle_size",
+            "must be in [1, 32]",
+            self.shingle_size,
+        )
+        _require(self.seed >= 0, f"{name}.seed", "must be >= 0", self.seed)
+        _require(
+            (self.bands == 0) == (self.rows == 0),
+            f"{name}.bands",
+            f"and rows must both be 0 (auto) or both > 0 (rows={self.rows})",
+            self.bands,
+        )
+        _require(
+            self.bands >= 0 and self.rows >= 0 and self.bands * self.rows <= self.num_perm,
+            f"{name}.bands",
+            f"* rows ({self.rows}) must be <= num_perm ({self.num_perm})",
+            self.bands,
+        )
+        _require(
+            self.scheme in ("oph", "kperm"),
+            f"{name}.scheme",
+            "must be 'oph' or 'kperm'",
+            self.scheme,
+        )
+        _require(
+            0.0 < self.recall_weight < 1.0,
+            f"{name}.recall_weight",
+            "must be in (0, 1)",
+            self.recall_weight,
+        )
+        _require(self.batch_docs >= 1, f"{name}.batch_docs", "must be >= 1", self.batch_docs)

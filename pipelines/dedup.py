@@ -1,0 +1,247 @@
+"""The dedup step: near-duplicates across the whole catalog get a ``reject`` decision.
+
+Runs in every curation round before scoring (and as ``datawall dedup``). Exact duplicates
+are already settled at ingest; this step finds texts whose character-shingle sets have a
+Jaccard similarity of at least ``dedup.threshold`` (MinHash + LSH, :mod:`scoring.dedup`).
+
+Design: dedup is global by construction and incremental across rounds.
+
+1. **Sign** every candidate (any role, round or ingest batch; exact duplicates left out)
+   that has no signature for the current signature settings yet. Candidates stream out of
+   DuckDB in batches of ``dedup.batch_docs``; each batch becomes one ``minhash`` file
+   (candidate id, signature, LSH band keys) named by the settings digest and the batch's
+   ids, so a killed run resumes, a rerun signs nothing, and a later round hashes only its
+   new candidates. This is the only per-document work, and it needs no shared state, so a
+   Dask/Ray sharding (issue 7) can run it per shard and write the same files.
+2. **Buckets**: one DuckDB ``GROUP BY (band, key)`` over *all* stored band keys returns the
+   buckets holding two or more candidates (``sql/dedup_buckets.sql``). DuckDB aggregates
+   out of core, and this single global join is what makes a new candidate meet everything
+   already in the catalog: no per-worker or per-batch index that could miss a duplicate
+   in another shard.
+3. **Cluster** only the bucketed candidates (memory grows with the duplicates, not the
+   pool): verify candidate pairs by signature agreement, connect them, and keep the lowest
+   ranked member of each cluster: validation, then trusted, then pool; earliest ingested
+   first; then candidate id. So a pool text near a validation text is always the one
+   rejected and can never leak the validation set into training.
+4. **Decide**: every other member (validation texts are never rejected) that has no
+   ``near_duplicate`` decision yet gets ``reject / near_duplicate``, ``decided_by`` =
+   ``dedup``, ``duplicate_of`` = the kept candidate and ``similarity`` = the estimated
+   Jaccard similarity to it. A rerun finds nothing new and writes nothing. ``to_score``
+   skips decided candidates, so the score step never sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
+from scoring.config import DedupConfig
+from scoring.dedup import band_keys, bucket_pairs, cluster_pairs, lsh_shape, minhash_signatures
+
+logger = logging.getLogger("pipelines")
+
+
+@dataclass
+class DedupReport:
+    config: str  # digest of the signature settings
+    signed: int = 0  # candidates hashed in this run
+    buckets: int = 0  # LSH buckets with two or more candidates
+    candidate_pairs: int = 0
+    verified_pairs: int = 0
+    clustered: int = 0  # candidates in a cluster of two or more
+    rejected: int = 0  # new near_duplicate decisions
+    already_rejected: int = 0
+
+    def summary(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+def config_digest(cfg: DedupConfig) -> str:
+    """Digest of what a stored signature and its band keys depend on."""
+    bands, rows = lsh_shape(cfg)
+    keyed = {
+        "scheme": cfg.scheme,
+        "num_perm": cfg.num_perm,
+        "shingle_size": cfg.shingle_size,
+        "seed": cfg.seed,
+        "bands": bands,
+        "rows": rows,
+    }
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def sign_batch(ids: pa.Array, texts: pa.Array, cfg: DedupConfig, round_: int) -> pa.Table:
+    """One ``minhash`` table for a batch of candidates (pure: no I/O)."""
+    bands, rows = lsh_shape(cfg)
+    sig = minhash_signatures(texts, cfg)
+    keys = band_keys(sig, bands, rows, cfg.seed)
+    n, width = sig.shape
+    sig_bytes = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width * 4), n, [None, pa.py_buffer(sig.astype("<u4").tobytes())]
+    )
+    key_offsets = pa.array(np.arange(n + 1, dtype=np.int32) * bands)
+    return pa.table(
+        {
+            "candidate_id": ids,
+            "config": pa.array([config_digest(cfg)] * n, pa.string()),
+            "signature": sig_bytes.cast(pa.binary()),
+            "band_keys": pa.ListArray.from_arrays(key_offsets, pa.array(keys.ravel())),
+            "round": pa.array(np.full(n, round_, dtype=np.int32)),
+        }
+    )
+
+
+def sign_new(
+    catalog: Catalog,
+    cfg: DedupConfig,
+    round_: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Step 1: sign every candidate without a signature for ``cfg``; returns how many."""
+    digest = config_digest(cfg)
+    params = {"config": digest}
+    total = 0
+    con = catalog.connect()
+    try:
+        reader = con.sql(load_sql("dedup_to_sign"), params=params).fetch_arrow_reader(
+            cfg.batch_docs
+        )
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            ids = batch.column("candidate_id")
+            key = (
+                f"{digest}-" + hashlib.sha256("\n".join(ids.to_pylist()).encode()).hexdigest()[:16]
+            )
+            if not catalog.exists("minhash", key):
+                catalog.write("minhash", sign_batch(ids, batch.column("text"), cfg, round_), key)
+            total += batch.num_rows
+            if progress:
+                progress(batch.num_rows)
+    finally:
+        con.close()
+    return total
+
+
+def count_unsigned(catalog: Catalog, cfg: DedupConfig) -> int:
+    sql = f"SELECT count(*) FROM ({load_sql('dedup_to_sign')})"
+    return int(catalog.scalar(sql, {"config": config_digest(cfg)}))
+
+
+def dedup(
+    catalog: Catalog,
+    cfg: DedupConfig,
+    round_: int,
+    progress: Callable[[int], None] | None = None,
+) -> DedupReport:
+    """Steps 1-4 (module docstring). Caller holds the workspace writer lock."""
+    catalog.init()
+    digest = config_digest(cfg)
+    report = DedupReport(config=digest)
+    report.signed = sign_new(catalog, cfg, round_, progress)
+
+    # 2. global buckets, out of core
+    buckets = catalog.query(load_sql("dedup_buckets"), {"config": digest}).column("ids")
+    buckets = (
+        buckets.combine_chunks() if buckets.num_chunks else pa.array([], pa.list_(pa.string()))
+    )
+    report.buckets = len(buckets)
+    if len(buckets) == 0:
+        logger.info("dedup: %d signed, no LSH collisions", report.signed)
+        return report
+    flat = buckets.flatten()
+    encoded = pc.dictionary_encode(flat)
+    members = encoded.dictionary  # the bucketed candidate ids, one each
+
+    # 3. signatures and ranks of the bucketed candidates only
+    con = catalog.connect()
+    try:
+        con.register("members", pa.table({"candidate_id": members}))
+        meta = con.sql(load_sql("dedup_members"), params={"config": digest}).to_arrow_table()
+    finally:
+        con.close()
+    if meta.num_rows != len(members):
+        raise RuntimeError(
+            f"dedup: {len(members) - meta.num_rows} bucketed candidate(s) have no candidate "
+            f"row or signature for config {digest}; the lake is inconsistent"
+        )
+    # meta is in rank order; index every bucket member by its rank
+    rank_of = pc.index_in(members, value_set=meta.column("candidate_id")).to_numpy()
+    member_rank = rank_of[encoded.indices.to_numpy(zero_copy_only=False)]
+    offsets = buckets.offsets.to_numpy() - buckets.offsets[0].as_py()
+    i, j = bucket_pairs(member_rank, offsets)
+    sig = _signatures(meta.column("signature"), cfg.num_perm)
+    clusters = cluster_pairs(sig, i, j, np.arange(meta.num_rows), cfg)
+    report.candidate_pairs = clusters.n_candidate_pairs
+    report.verified_pairs = clusters.n_verified_pairs
+    dup = clusters.duplicate_of
+    in_cluster = dup >= 0
+    in_cluster[dup[dup >= 0]] = True
+    report.clustered = int(in_cluster.sum())
+
+    # 4. decisions for new non-representatives (validation is never rejected)
+    roles = meta.column("role").to_numpy(zero_copy_only=False)
+    decided = meta.column("decided").to_numpy(zero_copy_only=False).astype(bool)
+    is_dup = (dup >= 0) & (roles != "validation")
+    report.already_rejected = int((is_dup & decided).sum())
+    new = np.flatnonzero(is_dup & ~decided)
+    report.rejected = len(new)
+    if len(new):
+        ids = meta.column("candidate_id")
+        table = _decisions(
+            ids.take(pa.array(new)),
+            ids.take(pa.array(dup[new])),
+            clusters.similarity[new],
+            round_,
+        )
+        key = (
+            f"r{round_:04d}-dedup-"
+            + hashlib.sha256(
+                "\n".join(table.column("candidate_id").to_pylist()).encode()
+            ).hexdigest()[:16]
+        )
+        catalog.write("decisions", table, key)
+    logger.info("dedup: %s", report.summary())
+    return report
+
+
+def _signatures(column: pa.ChunkedArray, width: int) -> np.ndarray:
+    """Binary signature blobs → a uint32 matrix (rows, width)."""
+    fixed = column.combine_chunks().cast(pa.binary(width * 4))
+    data = fixed.buffers()[1]
+    start = fixed.offset * width * 4
+    raw = np.frombuffer(data, dtype="<u4", count=len(fixed) * width, offset=start)
+    return raw.reshape(len(fixed), width)
+
+
+def _decisions(
+    candidates: pa.Array, kept: pa.Array, similarity: np.ndarray, round_: int
+) -> pa.Table:
+    n = len(candidates)
+    stamp = pa.array([now()] * n, SCHEMAS["decisions"].field("decided_at").type)
+    return pa.table(
+        {
+            "candidate_id": candidates,
+            "round": pa.array(np.full(n, round_, dtype=np.int32)),
+            "decision": pa.array(["reject"] * n),
+            "reason": pa.array(["near_duplicate"] * n),
+            "decided_by": pa.array(["dedup"] * n),
+            "model_id": pa.nulls(n, pa.string()),
+            "bar": pa.nulls(n, pa.float64()),
+            "quality": pa.nulls(n, pa.float64()),
+            "priority": pa.nulls(n, pa.float64()),
+            "queued": pa.array([False] * n),
+            "duplicate_of": kept,
+            "agreement": pa.nulls(n, pa.float64()),
+            "decided_at": stamp,
+            "similarity": pa.array(similarity, pa.float64()),
+        }
+    )
