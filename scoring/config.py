@@ -81,7 +81,9 @@ class HeuristicConfig(_DictConfig):
     """Thresholds for ``scoring.heuristics.rule_reasons``; see that module for each signal.
 
     Fractions are in [0, 1]. Gopher's values where Gopher has the rule (word count, mean
-    word length 3–10, duplicate-line characters 0.2, duplicate 5-gram characters 0.15).
+    word length 3–10, duplicate-line characters 0.2, duplicate n-gram characters 0.15 at
+    n=5 down to 0.10 at n=10, top n-gram characters 0.20/0.18/0.16 for n=2/3/4, bullet lines
+    0.9, ellipsis lines 0.3, words with a letter 0.8).
     """
 
     min_chars: int = 80
@@ -92,6 +94,16 @@ class HeuristicConfig(_DictConfig):
     max_mojibake_frac: float = 0.002  # chars in mojibake sequences / chars
     max_dup_line_frac: float = 0.2  # chars in repeated lines / line chars (Gopher 0.2)
     max_dup_ngram_frac: float = 0.15  # chars in repeated word 5-grams (Gopher 0.15)
+    max_dup_10gram_frac: float = 0.10  # ... 10-grams (Gopher 0.10); 6..9 interpolated
+    max_top_2gram_frac: float = 0.20  # chars in the most frequent word 2-gram (Gopher)
+    max_top_3gram_frac: float = 0.18  # ... 3-gram (Gopher)
+    max_top_4gram_frac: float = 0.16  # ... 4-gram (Gopher)
+    # Gopher's corpus had 50+ words per document; in a shorter text one phrase said twice
+    # ("the factory function ... the factory function") trips the top n-gram limits.
+    top_ngram_min_words: int = 50
+    max_bullet_line_frac: float = 0.9  # lines starting with a bullet (Gopher 0.9)
+    max_ellipsis_line_frac: float = 0.3  # lines ending with an ellipsis (Gopher 0.3)
+    min_alpha_word_frac: float = 0.8  # words with a letter (Gopher 0.8)
     min_stopword_frac: float = 0.1  # stop words / words
     min_mean_word_len: float = 3.0  # Gopher: 3
     max_mean_word_len: float = 10.0  # Gopher: 10
@@ -108,6 +120,12 @@ class HeuristicConfig(_DictConfig):
             self.max_chars,
         )
         _require(self.min_words >= 0, f"{name}.min_words", "must be >= 0", self.min_words)
+        _require(
+            self.top_ngram_min_words >= 0,
+            f"{name}.top_ngram_min_words",
+            "must be >= 0",
+            self.top_ngram_min_words,
+        )
         _fraction(
             self,
             "min_alpha_frac",
@@ -115,6 +133,13 @@ class HeuristicConfig(_DictConfig):
             "max_mojibake_frac",
             "max_dup_line_frac",
             "max_dup_ngram_frac",
+            "max_dup_10gram_frac",
+            "max_top_2gram_frac",
+            "max_top_3gram_frac",
+            "max_top_4gram_frac",
+            "max_bullet_line_frac",
+            "max_ellipsis_line_frac",
+            "min_alpha_word_frac",
             "min_stopword_frac",
             "max_code_line_frac",
         )

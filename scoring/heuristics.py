@@ -28,16 +28,22 @@ Signals (one row per text; a fraction is 0 when its denominator is 0):
   first occurrence is not counted, as in Gopher/datatrove) / characters in non-blank lines.
 - ``dup_ngram_frac``: characters of words covered by a repeated occurrence of a word 5-gram
   (lower-cased, punctuation stripped; first occurrence not counted) / word characters.
-  This is Gopher's "duplicate 5-gram character fraction"; the 6..10-gram and top 2..4-gram
-  variants are not computed.
+  This is Gopher's "duplicate 5-gram character fraction"; ``dup_6gram_frac`` …
+  ``dup_10gram_frac`` are the same for 6..10 words. A repeated (n+1)-gram starts where an
+  n-gram occurs twice, so each longer n only hashes those starts.
+- ``top_2gram_frac``, ``top_3gram_frac``, ``top_4gram_frac``: characters of the most
+  frequent word n-gram ("w1 w2 …", words as above, spaces counted) times its count / text
+  characters, as datatrove counts it; 0 when no n-gram occurs twice.
 - ``stopword_frac``: tokens in ``STOPWORDS`` (lower-cased, punctuation stripped) / tokens.
+- ``alpha_word_frac``: tokens holding at least one letter / tokens (Gopher's 80 % rule).
 - ``code_line_frac``: characters in lines that look like source code (``_CODE_LINE_RE``:
   ``def``/``class``/``import``/``return``…, a block keyword ending in ``:``, a trailing
   ``{`` ``}`` or ``;``, an ``x = …`` assignment, a bare call ``f(…)``, or bracket density
   >= 10 %) / characters in non-blank lines. Weighted by characters rather than lines so that
   a page of prose with a short code snippet is not called code.
-- ``ellipsis_line_frac``: non-blank lines ending in ``...`` or ``…`` / non-blank lines
-  (Gopher's 0.3 rule; a signal only, not a rule here).
+- ``ellipsis_line_frac``: non-blank lines ending in ``...`` or ``…`` / non-blank lines.
+- ``bullet_line_frac``: non-blank lines starting with a bullet (``-``, ``•``, ``* `` …) /
+  non-blank lines; 0 for a text of one line (a line is not a list).
 
 Rules, checked in the order of ``RULE_REASONS``; a text's reason is the first that fails:
 
@@ -47,8 +53,15 @@ Rules, checked in the order of ``RULE_REASONS``; a text's reason is the first th
 - ``high_symbol``: ``symbol_frac > max_symbol_frac``
 - ``code_like``: ``code_line_frac > max_code_line_frac``
 - ``repeated_lines``: ``dup_line_frac > max_dup_line_frac``
-- ``repeated_ngrams``: ``dup_ngram_frac > max_dup_ngram_frac``
+- ``repeated_ngrams``: ``dup_ngram_frac > max_dup_ngram_frac`` or the n-gram fraction for
+  some n in 6..10 above its limit (linear from ``max_dup_ngram_frac`` at 5 to
+  ``max_dup_10gram_frac`` at 10, Gopher's 0.15 … 0.10)
+- ``top_ngram``: ``top_{2,3,4}gram_frac > max_top_{2,3,4}gram_frac``, for texts of at least
+  ``top_ngram_min_words`` words (Gopher calibrated them on 50+ word documents)
+- ``bullet_lines``: ``bullet_line_frac > max_bullet_line_frac``
+- ``ellipsis_lines``: ``ellipsis_line_frac > max_ellipsis_line_frac``
 - ``low_alpha``: ``alpha_frac < min_alpha_frac``
+- ``few_alpha_words``: ``alpha_word_frac < min_alpha_word_frac``
 - ``few_stopwords``: ``stopword_frac < min_stopword_frac``
 - ``odd_word_length``: ``mean_word_len`` outside ``[min_mean_word_len, max_mean_word_len]``
 
@@ -78,7 +91,11 @@ RULE_REASONS: tuple[str, ...] = (
     "code_like",
     "repeated_lines",
     "repeated_ngrams",
+    "top_ngram",
+    "bullet_lines",
+    "ellipsis_lines",
     "low_alpha",
+    "few_alpha_words",
     "few_stopwords",
     "odd_word_length",
 )
@@ -95,9 +112,19 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "mojibake_frac",
     "dup_line_frac",
     "dup_ngram_frac",
+    "dup_6gram_frac",
+    "dup_7gram_frac",
+    "dup_8gram_frac",
+    "dup_9gram_frac",
+    "dup_10gram_frac",
+    "top_2gram_frac",
+    "top_3gram_frac",
+    "top_4gram_frac",
     "stopword_frac",
+    "alpha_word_frac",
     "code_line_frac",
     "ellipsis_line_frac",
+    "bullet_line_frac",
 )
 
 # Small English function-word list (articles, pronouns, auxiliaries, prepositions,
@@ -141,11 +168,13 @@ _CODE_LINE_RE = (
     r"|^[\w.]+\(.*\)[;,]?$"
 )
 _BRACKET_RE = r"[(){}\[\]<>=;]"
+_BULLET_RE = "^(?:[-\u2022\u2023\u2043\u25aa\u25cf\u25e6\u00b7]|\\* )"  # - • ‣ ⁃ ▪ ● ◦ · "* "
 
 _BATCH = 8192  # texts per internal batch
 _TABLE_SIZE = 0x30000  # code points past this are rare; they count as symbols
 _LETTER, _DIGIT, _UPPER, _SPACE, _SYMBOL, _NON_ASCII = 1, 2, 4, 8, 16, 32
-_NGRAM = 5
+_DUP_NGRAMS = (5, 6, 7, 8, 9, 10)  # Gopher: duplicate n-gram character fractions
+_TOP_NGRAMS = (2, 3, 4)  # Gopher: character fraction of the most frequent n-gram
 # Odd 64-bit multipliers for the polynomial hash of word-id 5-grams (and the doc id).
 _HASH_MULT = np.array(
     [
@@ -253,43 +282,97 @@ def _char_signals(arr: pa.Array, n_chars: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _word_signals(arr: pa.Array) -> dict[str, np.ndarray]:
+def _dup_stats(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per key: (not its first occurrence, number of occurrences), in O(n).
+
+    Arrow's hash-based ``dictionary_encode`` numbers distinct keys in order of first
+    appearance, so a position is a first occurrence exactly when its number is new, i.e.
+    larger than every number before it.
+    """
+    if len(keys) == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+    ids = _np(pc.dictionary_encode(pa.array(keys)).indices).astype(np.int64)
+    seen = np.maximum.accumulate(ids)
+    repeat = np.zeros(len(keys), dtype=bool)
+    repeat[1:] = ids[1:] <= seen[:-1]
+    return repeat, np.bincount(ids)[ids]
+
+
+def _ngram_signals(
+    ids: np.ndarray,
+    word_len: np.ndarray,
+    n_kept: np.ndarray,
+    word_chars: np.ndarray,
+    text_chars: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Repeated and top word n-gram character fractions over the kept words of each text.
+
+    ``ids`` are word ids in text order, ``word_len`` their lengths and ``n_kept`` the words
+    per text. An n-gram's key is a polynomial hash of its word ids and its text, grown one
+    word at a time. Repeated n-grams for n > 5 can only start where the (n-1)-gram occurs
+    twice, so each longer n only looks at those starts.
+    """
+    n_docs = len(n_kept)
+    n = len(ids)
+    bounds = _bounds(n_kept)
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), n_kept)
+    end_of = bounds[1:][doc]  # exclusive end of each word's text
+    cum_len = _bounds(word_len)
+    out: dict[str, np.ndarray] = {}
+    ids = ids.astype(np.uint64) + np.uint64(1)
+    key = doc.astype(np.uint64) * _HASH_MULT[-1]  # the text is part of every key
+    starts = np.arange(n, dtype=np.int64)
+    for size in range(1, _DUP_NGRAMS[-1] + 1):
+        valid = starts + size <= end_of[starts]
+        starts, key = starts[valid], key[valid]
+        with np.errstate(over="ignore"):
+            key = key * _HASH_MULT[0] + ids[starts + size - 1] * _HASH_MULT[1]
+        if size not in _TOP_NGRAMS and size not in _DUP_NGRAMS:
+            continue
+        repeat, count = _dup_stats(key)
+        chars = cum_len[starts + size] - cum_len[starts]
+        if size in _TOP_NGRAMS:
+            top = np.zeros(n_docs, dtype=np.int64)
+            multi = count > 1
+            spaced = chars[multi] + (size - 1)  # the n-gram as "w1 w2 ...", as datatrove counts
+            np.maximum.at(top, doc[starts[multi]], count[multi] * spaced)
+            out[f"top_{size}gram_frac"] = _ratio(top, text_chars)
+        if size in _DUP_NGRAMS:
+            repeat_starts = starts[repeat]
+            diff = np.bincount(repeat_starts, minlength=n + 1) - np.bincount(
+                repeat_starts + size, minlength=n + 1
+            )
+            covered = np.cumsum(diff[:n]) > 0
+            covered_chars = _segment_sum(word_len * covered, bounds)
+            name = "dup_ngram_frac" if size == _DUP_NGRAMS[0] else f"dup_{size}gram_frac"
+            out[name] = _ratio(covered_chars, word_chars)
+            keep = count > 1  # only an n-gram seen twice can extend to a repeated (n+1)-gram
+            starts, key = starts[keep], key[keep]
+    return out
+
+
+def _word_signals(arr: pa.Array, n_chars: np.ndarray) -> dict[str, np.ndarray]:
     tokens = pc.utf8_split_whitespace(arr)  # leading/trailing space gives "" tokens
     bounds = _bounds(_np(pc.list_value_length(tokens)))
     flat = tokens.flatten()
-    n_words = _segment_sum(_np(pc.utf8_length(flat)) > 0, bounds)
+    non_empty = _np(pc.utf8_length(flat)) > 0
+    n_words = _segment_sum(non_empty, bounds)
+    has_letter = _np(pc.match_substring_regex(flat, r"\pL"))
     words = pc.utf8_lower(pc.utf8_trim(flat, characters=_WORD_EDGE_PUNCT))
     word_len = _np(pc.utf8_length(words))
     keep = word_len > 0
     n_kept = _segment_sum(keep, bounds)
     word_chars = _segment_sum(word_len, bounds)
     stop = _np(pc.is_in(words, value_set=pa.array(sorted(STOPWORDS))))
-
-    # Repeated word 5-grams over the kept (non-punctuation) words of each text.
-    kept_len = word_len[keep]
-    kept_bounds = _bounds(n_kept)
-    ids = _np(pc.dictionary_encode(words.filter(pa.array(keep))).indices).astype(np.uint64)
-    covered_chars = np.zeros(len(arr), dtype=np.int64)
-    n = len(ids)
-    if n >= _NGRAM:
-        doc = np.repeat(np.arange(len(arr), dtype=np.int64), n_kept)
-        starts = np.arange(n - _NGRAM + 1)
-        valid = starts + _NGRAM <= kept_bounds[1:][doc[: len(starts)]]
-        key = doc[: len(starts)].astype(np.uint64) * _HASH_MULT[_NGRAM]
-        for k in range(_NGRAM):
-            key += ids[k : k + len(starts)] * _HASH_MULT[k]
-        repeat_starts = starts[valid][_repeat_flags(key[valid])]
-        diff = np.bincount(repeat_starts, minlength=n + 1) - np.bincount(
-            repeat_starts + _NGRAM, minlength=n + 1
-        )
-        covered = np.cumsum(diff[:n]) > 0
-        covered_chars = _segment_sum(kept_len * covered, kept_bounds)
-    return {
+    ids = _np(pc.dictionary_encode(words.filter(pa.array(keep))).indices)
+    out = {
         "n_words": n_words,
         "mean_word_len": _ratio(word_chars, n_kept),
         "stopword_frac": _ratio(_segment_sum(stop, bounds), n_words),
-        "dup_ngram_frac": _ratio(covered_chars, word_chars),
+        "alpha_word_frac": _ratio(_segment_sum(has_letter & non_empty, bounds), n_words),
     }
+    out.update(_ngram_signals(ids, word_len[keep], n_kept, word_chars, n_chars))
+    return out
 
 
 def _line_signals(arr: pa.Array) -> dict[str, np.ndarray]:
@@ -311,12 +394,14 @@ def _line_signals(arr: pa.Array) -> dict[str, np.ndarray]:
         (brackets >= 2) & (brackets * 10 >= line_len)
     )
     ellipsis = _np(pc.ends_with(lines, "...")) | _np(pc.ends_with(lines, "\u2026"))
+    bullet = _np(pc.match_substring_regex(lines, _BULLET_RE))
+    n_non_blank = _segment_sum(non_blank, bounds)
+    bullets = np.where(n_non_blank >= 2, _segment_sum(bullet, bounds), 0)  # one line: no list
     return {
+        "bullet_line_frac": _ratio(bullets, n_non_blank),
         "dup_line_frac": _ratio(_segment_sum(line_len * repeat, bounds), line_chars),
         "code_line_frac": _ratio(_segment_sum(line_len * code, bounds), line_chars),
-        "ellipsis_line_frac": _ratio(
-            _segment_sum(ellipsis, bounds), _segment_sum(non_blank, bounds)
-        ),
+        "ellipsis_line_frac": _ratio(_segment_sum(ellipsis, bounds), n_non_blank),
     }
 
 
@@ -324,7 +409,7 @@ def _signals_batch(arr: pa.Array) -> pa.Table:
     n_chars = _np(pc.utf8_length(arr)).astype(np.int64)
     cols = {"n_chars": n_chars}
     cols.update(_char_signals(arr, n_chars))
-    cols.update(_word_signals(arr))
+    cols.update(_word_signals(arr, n_chars))
     cols.update(_line_signals(arr))
     return pa.table({name: cols[name] for name in SIGNAL_COLUMNS})
 
@@ -336,6 +421,17 @@ def heuristic_signals(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.T
     if not batches:
         return _signals_batch(pa.array([""], pa.string())).slice(0, 0)
     return pa.concat_tables(batches)
+
+
+def _dup_ngram_limits(cfg: HeuristicConfig) -> list[tuple[str, float]]:
+    """(signal, threshold) for n = 5..10: Gopher's limits fall linearly from n=5 to n=10."""
+    lo, hi = _DUP_NGRAMS[0], _DUP_NGRAMS[-1]
+    out = []
+    for size in _DUP_NGRAMS:
+        t = (size - lo) / (hi - lo)
+        limit = (1 - t) * cfg.max_dup_ngram_frac + t * cfg.max_dup_10gram_frac
+        out.append(("dup_ngram_frac" if size == lo else f"dup_{size}gram_frac", limit))
+    return out
 
 
 def rule_flags(signals: pa.Table, cfg: HeuristicConfig) -> pa.Table:
@@ -351,8 +447,19 @@ def rule_flags(signals: pa.Table, cfg: HeuristicConfig) -> pa.Table:
         "high_symbol": s["symbol_frac"] > cfg.max_symbol_frac,
         "code_like": s["code_line_frac"] > cfg.max_code_line_frac,
         "repeated_lines": s["dup_line_frac"] > cfg.max_dup_line_frac,
-        "repeated_ngrams": s["dup_ngram_frac"] > cfg.max_dup_ngram_frac,
+        "repeated_ngrams": np.any(
+            [s[col] > limit for col, limit in _dup_ngram_limits(cfg)], axis=0
+        ),
+        "top_ngram": (s["n_words"] >= cfg.top_ngram_min_words)
+        & (
+            (s["top_2gram_frac"] > cfg.max_top_2gram_frac)
+            | (s["top_3gram_frac"] > cfg.max_top_3gram_frac)
+            | (s["top_4gram_frac"] > cfg.max_top_4gram_frac)
+        ),
+        "bullet_lines": s["bullet_line_frac"] > cfg.max_bullet_line_frac,
+        "ellipsis_lines": s["ellipsis_line_frac"] > cfg.max_ellipsis_line_frac,
         "low_alpha": s["alpha_frac"] < cfg.min_alpha_frac,
+        "few_alpha_words": s["alpha_word_frac"] < cfg.min_alpha_word_frac,
         "few_stopwords": s["stopword_frac"] < cfg.min_stopword_frac,
         "odd_word_length": (s["mean_word_len"] < cfg.min_mean_word_len)
         | (s["mean_word_len"] > cfg.max_mean_word_len),

@@ -1,9 +1,11 @@
 import dataclasses
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+import scoring.heuristics as h
 from scoring.config import HeuristicConfig
 from scoring.heuristics import (
     RULE_REASONS,
@@ -73,6 +75,16 @@ LONG_WORDS = (
     "interdisciplinary misunderstandings, for institutionalization by disproportionately "
     "compartmentalised representationalism."
 )
+_UNIQUE = [f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}x" for i in range(120)]
+# "the cat" after every unique word: the top 2-gram holds ~45 % of the characters.
+TOP_NGRAM = " ".join(f"{w} the cat" for w in _UNIQUE[:30])
+BULLETS = "\n".join(f"- {s.strip()}." for s in PROSE[0].split(",")[:2] + PROSE[2].split(".")[:3])
+ELLIPSES = "\n".join(f"{s.strip()}..." for s in PROSE[1].split(".")[:5] if s.strip())
+DASHED = " - ".join(PROSE[0].split() + PROSE[2].split())
+# 90 distinct words with one 15-word block said twice: 12.5 % of word characters repeat,
+# over the 10-gram limit (0.10) but under the 5-gram one (0.15).
+_BLOCK = _UNIQUE[90:105]
+LONG_REPEAT = " ".join(_BLOCK + _UNIQUE[:45] + _BLOCK + _UNIQUE[45:90])
 TABLE = "\n".join(f"{i} {i * 37 % 101} {i * 7.5:.1f} {i**2} {i * 13 % 17}" for i in range(40))
 
 
@@ -98,6 +110,11 @@ def test_prose_passes_every_rule():
         (CODE, "code_like"),
         (REPEATED_LINES, "repeated_lines"),
         (REPEATED_NGRAMS, "repeated_ngrams"),
+        (LONG_REPEAT, "repeated_ngrams"),
+        (TOP_NGRAM, "top_ngram"),
+        (BULLETS, "bullet_lines"),
+        (ELLIPSES, "ellipsis_lines"),
+        (DASHED, "few_alpha_words"),
         (TABLE, "low_alpha"),
         (NO_STOPWORDS, "few_stopwords"),
         (LONG_WORDS, "odd_word_length"),
@@ -110,7 +127,7 @@ def test_each_rule_fires_on_its_junk(text, expected):
 
 
 def test_every_rule_is_covered_and_ordered():
-    assert len(set(RULE_REASONS)) == len(RULE_REASONS) == 10
+    assert len(set(RULE_REASONS)) == len(RULE_REASONS) == 14
     assert RULE_REASONS[0] == "too_short"
 
 
@@ -241,3 +258,60 @@ def test_vectorised_counts_match_python_for_many_texts():
         assert sig["symbol_frac"][i] == pytest.approx(
             sum(c in "#{}" for c in t) / non_space if non_space else 0
         )
+
+
+def test_long_ngram_limit_is_stricter_than_the_5gram_one():
+    row = heuristic_signals([LONG_REPEAT]).to_pylist()[0]
+    assert 0.10 < row["dup_10gram_frac"] <= row["dup_ngram_frac"] < 0.15
+    loose = dataclasses.replace(HeuristicConfig(), max_dup_10gram_frac=0.15)
+    assert rule_flags(heuristic_signals([LONG_REPEAT]), loose).column(
+        "repeated_ngrams"
+    ).to_pylist() == [False]
+
+
+def test_top_ngram_needs_enough_words():
+    short = " ".join(f"{w} the cat" for w in _UNIQUE[:10])  # 30 words < 50
+    flags = rule_flags(heuristic_signals([short]), HeuristicConfig())
+    assert flags.column("top_ngram").to_pylist() == [False]
+    cfg = dataclasses.replace(HeuristicConfig(), top_ngram_min_words=0)
+    assert rule_flags(heuristic_signals([short]), cfg).column("top_ngram").to_pylist() == [True]
+
+
+def test_one_line_is_not_a_bullet_list():
+    sig = heuristic_signals(["- " + PROSE[0], BULLETS])
+    assert sig.column("bullet_line_frac").to_pylist() == [0.0, 1.0]
+
+
+def _python_ngram_signals(text: str) -> dict[str, float]:
+    """Plain-Python reference for the n-gram signals (definitions in the module docstring)."""
+    words = [w.strip(h._WORD_EDGE_PUNCT).lower() for w in text.split()]
+    words = [w for w in words if w]
+    word_chars = sum(map(len, words))
+    out = {}
+    for n in range(5, 11):
+        seen, covered = set(), [False] * len(words)
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i : i + n])
+            if gram in seen:
+                covered[i : i + n] = [True] * n
+            seen.add(gram)
+        chars = sum(len(w) for w, c in zip(words, covered, strict=True) if c)
+        out["dup_ngram_frac" if n == 5 else f"dup_{n}gram_frac"] = (
+            chars / word_chars if word_chars else 0.0
+        )
+    for n in (2, 3, 4):
+        grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        best = max((c * (sum(map(len, g)) + n - 1) for g, c in grams.items() if c > 1), default=0)
+        out[f"top_{n}gram_frac"] = best / len(text) if text else 0.0
+    return out
+
+
+def test_ngram_signals_match_python():
+    rng = np.random.default_rng(1)
+    vocab = ["a", "b", "c", "the", "cat", "sat", "on", "mat", "x.", "(y)", "--"]
+    texts = [" ".join(rng.choice(vocab, size=int(n))) for n in rng.integers(0, 40, 150)]
+    texts += [LONG_REPEAT, TOP_NGRAM, REPEATED_NGRAMS, PROSE[0]]
+    sig = heuristic_signals(texts).to_pylist()
+    for text, row in zip(texts, sig, strict=True):
+        for name, value in _python_ngram_signals(text).items():
+            assert row[name] == pytest.approx(value), (name, text)
