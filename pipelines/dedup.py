@@ -21,8 +21,9 @@ Design: dedup is global by construction and incremental across rounds.
 3. **Cluster** only the bucketed candidates (memory grows with the duplicates, not the
    pool): verify candidate pairs by signature agreement, connect them, and keep the lowest
    ranked member of each cluster: validation, then trusted, then pool; earliest ingested
-   first; then candidate id. So a pool text near a validation text is always the one
-   rejected and can never leak the validation set into training.
+   first, then first in its source file, then candidate id. So a pool text near a
+   validation text is always the one rejected and can never leak the validation set into
+   training.
 4. **Decide**: every other member (validation texts are never rejected) that has no
    ``near_duplicate`` decision yet gets ``reject / near_duplicate``, ``decided_by`` =
    ``dedup``, ``duplicate_of`` = the kept candidate and ``similarity`` = the estimated
@@ -111,9 +112,7 @@ def sign_new(
     total = 0
     con = catalog.connect()
     try:
-        reader = con.sql(load_sql("dedup_to_sign"), params=params).fetch_arrow_reader(
-            cfg.batch_docs
-        )
+        reader = con.sql(load_sql("dedup_to_sign"), params=params).to_arrow_reader(cfg.batch_docs)
         for batch in reader:
             if batch.num_rows == 0:
                 continue

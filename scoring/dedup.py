@@ -156,11 +156,11 @@ def shingle_hashes(
     if drop.any():
         codes, doc = codes[~drop], doc[~drop]
     n_chars = np.bincount(doc, minlength=n).astype(np.int64)
-    # 1. lay texts out with k-1 zero code points after each, so no window spans two texts
+    # 1. lay texts out with k zero code points after each, so no window spans two texts
     starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(n_chars[:-1] + (k - 1), out=starts[1:])
-    padded = np.zeros(int(n_chars.sum()) + n * (k - 1) + k, dtype=np.uint64)
-    padded[np.arange(len(codes), dtype=np.int64) + doc * (k - 1)] = codes
+    np.cumsum(n_chars[:-1] + k, out=starts[1:])
+    padded = np.zeros(int(n_chars.sum()) + n * k + k, dtype=np.uint64)
+    padded[np.arange(len(codes), dtype=np.int64) + doc * k] = codes
     # 2. a polynomial hash of every window, then keep the windows inside a text
     length = len(padded) - k + 1
     with np.errstate(over="ignore"):
