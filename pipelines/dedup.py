@@ -148,7 +148,7 @@ def dedup(
     report.signed = sign_new(catalog, cfg, round_, progress)
 
     # 2. global buckets, out of core
-    buckets = catalog.query(load_sql("dedup_buckets"), {"config": digest}).column("ids")
+    buckets = _buckets(catalog, cfg, digest)
     buckets = (
         buckets.combine_chunks() if buckets.num_chunks else pa.array([], pa.list_(pa.string()))
     )
@@ -173,7 +173,8 @@ def dedup(
             f"row or signature for config {digest}; the lake is inconsistent"
         )
     # meta is in rank order; index every bucket member by its rank
-    rank_of = pc.index_in(members, value_set=meta.column("candidate_id")).to_numpy()
+    rank_of = pc.index_in(members, value_set=meta.column("candidate_id").combine_chunks())
+    rank_of = rank_of.to_numpy(zero_copy_only=False)
     member_rank = rank_of[encoded.indices.to_numpy(zero_copy_only=False)]
     offsets = buckets.offsets.to_numpy() - buckets.offsets[0].as_py()
     i, j = bucket_pairs(member_rank, offsets)
@@ -210,6 +211,20 @@ def dedup(
         catalog.write("decisions", table, key)
     logger.info("dedup: %s", report.summary())
     return report
+
+
+def _buckets(catalog: Catalog, cfg: DedupConfig, digest: str) -> pa.ChunkedArray:
+    """Step 2 under a DuckDB memory limit (spilling to ``HOME/.duckdb-tmp``): ids per bucket."""
+    spill = str(catalog.home / ".duckdb-tmp").replace("'", "''")
+    con = catalog.connect()
+    try:
+        # SET takes no bound parameters; both values are ours (a validated int, a path)
+        con.execute(f"SET memory_limit = '{int(cfg.memory_limit_mb)}MB'")
+        con.execute(f"SET temp_directory = '{spill}'")
+        table = con.sql(load_sql("dedup_buckets"), params={"config": digest}).to_arrow_table()
+    finally:
+        con.close()
+    return table.column("ids")
 
 
 def _signatures(column: pa.ChunkedArray, width: int) -> np.ndarray:

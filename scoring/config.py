@@ -275,6 +275,7 @@ class DedupConfig(_DictConfig):
     scheme: str = "oph"  # "oph" | "kperm"
     verify: bool = True  # drop LSH pairs whose estimated similarity is below threshold
     batch_docs: int = 8192  # texts signed per batch (bounds memory)
+    memory_limit_mb: int = 512  # DuckDB's limit for the global bucket join; it spills past it
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -317,3 +318,9 @@ class DedupConfig(_DictConfig):
             self.recall_weight,
         )
         _require(self.batch_docs >= 1, f"{name}.batch_docs", "must be >= 1", self.batch_docs)
+        _require(
+            self.memory_limit_mb >= 64,
+            f"{name}.memory_limit_mb",
+            "must be >= 64",
+            self.memory_limit_mb,
+        )
