@@ -161,7 +161,7 @@ def dedup(
     members = encoded.dictionary  # the bucketed candidate ids, one each
 
     # 3. signatures and ranks of the bucketed candidates only
-    con = catalog.connect()
+    con = _connect(catalog, cfg)
     try:
         con.register("members", pa.table({"candidate_id": members}))
         meta = con.sql(load_sql("dedup_members"), params={"config": digest}).to_arrow_table()
@@ -213,14 +213,20 @@ def dedup(
     return report
 
 
-def _buckets(catalog: Catalog, cfg: DedupConfig, digest: str) -> pa.ChunkedArray:
-    """Step 2 under a DuckDB memory limit (spilling to ``HOME/.duckdb-tmp``): ids per bucket."""
+def _connect(catalog: Catalog, cfg: DedupConfig):
+    """A catalog connection under ``cfg.memory_limit_mb`` that spills to ``HOME/.duckdb-tmp``."""
     spill = str(catalog.home / ".duckdb-tmp").replace("'", "''")
     con = catalog.connect()
+    # SET takes no bound parameters; both values are ours (a validated int, a path)
+    con.execute(f"SET memory_limit = '{int(cfg.memory_limit_mb)}MB'")
+    con.execute(f"SET temp_directory = '{spill}'")
+    return con
+
+
+def _buckets(catalog: Catalog, cfg: DedupConfig, digest: str) -> pa.ChunkedArray:
+    """Step 2: the candidate ids of every LSH bucket holding two or more."""
+    con = _connect(catalog, cfg)
     try:
-        # SET takes no bound parameters; both values are ours (a validated int, a path)
-        con.execute(f"SET memory_limit = '{int(cfg.memory_limit_mb)}MB'")
-        con.execute(f"SET temp_directory = '{spill}'")
         table = con.sql(load_sql("dedup_buckets"), params={"config": digest}).to_arrow_table()
     finally:
         con.close()
