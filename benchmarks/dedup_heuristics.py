@@ -3,9 +3,9 @@
 Setup (DataTrove and its English word tokenizer live in their own venv, never in .venv)::
 
     python3 -m venv .venv-bench
-    .venv-bench/bin/pip install datatrove spacy 'xxhash<4'
-    .venv/bin/python benchmarks/dedup_heuristics.py                 # 10k and 100k docs
-    .venv/bin/python benchmarks/dedup_heuristics.py --sizes 10000 --memory-sizes 10000 100000 1000000
+    .venv-bench/bin/pip install datatrove spacy 'xxhash<4' regex tokenizers nltk orjson
+    .venv/bin/python benchmarks/dedup_heuristics.py --sizes 10000 100000 --reps 2 \
+        --memory-sizes 10000 100000 1000000
 
 1. **Pool** (untimed): web-like documents of 3-5 sentences (about 300-500 characters)
    drawn from the prose in Python's own documentation (``pipelines.stdlib_text``; no
