@@ -263,7 +263,8 @@ class Catalog:
 
     @property
     def initialised(self) -> bool:
-        return all((self.table_dir(t) / "_schema.parquet").exists() for t in SCHEMAS)
+        """True once ``init`` has run here; tables added by later versions are created on use."""
+        return (self.table_dir("candidates") / "_schema.parquet").exists()
 
     # -- writing ------------------------------------------------------------------------
     def write(self, table: str, data: pa.Table, key: str) -> Path:
@@ -331,6 +332,8 @@ class Catalog:
             raise FileNotFoundError(
                 f"no datawall workspace at {self.home}: run `datawall ingest` or `datawall demo` first"
             )
+        if not all((self.table_dir(t) / "_schema.parquet").exists() for t in SCHEMAS):
+            self.init()  # a workspace from an earlier version: add the newer, empty tables
         con = duckdb.connect(":memory:")
         for stmt in self._base_view_sql():
             con.execute(stmt)

@@ -166,3 +166,14 @@ def test_candidates_view_has_the_short_id_name(tmp_path):
     catalog = Catalog(tmp_path).init()
     names = catalog.query("SELECT * FROM candidates LIMIT 0").column_names
     assert "id" in names and "candidate_id" in names
+
+
+def test_workspace_from_an_earlier_version_gains_new_tables(tmp_path):
+    catalog = Catalog(tmp_path).init()
+    catalog.write("quarantine", quarantine_rows(2), "a")
+    newest = catalog.table_dir("minhash") / "_schema.parquet"
+    newest.unlink()  # as if the workspace predates the minhash table
+    assert catalog.initialised
+    assert catalog.scalar("SELECT count(*) FROM minhash") == 0
+    assert newest.exists()
+    assert catalog.scalar("SELECT count(*) FROM quarantine") == 2
