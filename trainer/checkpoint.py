@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trainer.config import ModelConfig
-from trainer.model import SSMLanguageModel
+from trainer.models import LanguageModel, build_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -59,7 +59,7 @@ def _sha256(path: Path) -> str:
 
 def save_checkpoint(
     path: Path,
-    model: SSMLanguageModel,
+    model: LanguageModel,
     meta: dict[str, Any],
     train_state: dict[str, Any] | None = None,
 ) -> None:
@@ -106,8 +106,11 @@ def _verified(path: Path, config: dict[str, Any], name: str) -> Path:
 
 def load_model(
     path: Path | str, device: str | torch.device = "cpu"
-) -> tuple[SSMLanguageModel, ModelConfig]:
-    """Rebuild the model saved in checkpoint directory ``path``; returns (model, config)."""
+) -> tuple[LanguageModel, ModelConfig]:
+    """Rebuild the model saved in checkpoint directory ``path``; returns (model, config).
+
+    The architecture comes from the saved config (``model.arch``; checkpoints written before
+    the transformer existed have no key and load as the SSM, the default)."""
     path = Path(path)
     config = read_config(path)
     try:
@@ -119,7 +122,7 @@ def load_model(
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(path, f"cannot read {WEIGHTS} ({e})") from e
-    model = SSMLanguageModel(cfg)
+    model = build_model(cfg)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

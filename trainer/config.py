@@ -13,7 +13,7 @@ from typing import Any, Self
 from kernels.ssd import IMPLS
 
 TOKENIZER_VOCAB_SIZE = 258  # trainer.tokenizer.ByteTokenizer: 256 bytes + BOS + EOS
-ARCHS = ("ssm",)  # a transformer baseline comes later
+ARCHS = ("ssm", "transformer")  # trainer.model.build_model picks the class
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -38,7 +38,13 @@ def _positive(cls: str, **values: float) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig(_DictMixin):
-    """Mamba-2 language model. d_inner = expand * d_model, nheads = d_inner // headdim."""
+    """A language model over the byte tokenizer.
+
+    ``arch="ssm"``: Mamba-2 (d_inner = expand * d_model, nheads = d_inner // headdim; uses
+    d_state, headdim, expand, ngroups, d_conv, chunk_size, scan_impl).
+    ``arch="transformer"``: the GPT-style baseline (uses n_heads and mlp_ratio).
+    d_model, n_layers and vocab_size apply to both.
+    """
 
     arch: str = "ssm"
     vocab_size: int = 264  # 258 tokenizer ids, rounded up to a multiple of 8
@@ -51,12 +57,13 @@ class ModelConfig(_DictMixin):
     d_conv: int = 4
     chunk_size: int = 64
     scan_impl: str = "auto"
+    n_heads: int = 4  # transformer only
+    mlp_ratio: int = 4  # transformer only: MLP hidden = mlp_ratio * d_model
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(
-                f"ModelConfig.arch={self.arch!r} is not supported; only {ARCHS} for now "
-                "(a transformer baseline is planned)"
+                f"ModelConfig.arch={self.arch!r} is not supported; choose one of {ARCHS}"
             )
         if self.vocab_size < TOKENIZER_VOCAB_SIZE:
             raise ValueError(
@@ -73,7 +80,14 @@ class ModelConfig(_DictMixin):
             ngroups=self.ngroups,
             d_conv=self.d_conv,
             chunk_size=self.chunk_size,
+            n_heads=self.n_heads,
+            mlp_ratio=self.mlp_ratio,
         )
+        if self.arch == "transformer" and self.d_model % (2 * self.n_heads):
+            raise ValueError(
+                f"ModelConfig: d_model={self.d_model} must be a multiple of 2 * n_heads="
+                f"{2 * self.n_heads} (even head size for rotary embeddings)"
+            )
         if self.d_inner % self.headdim:
             raise ValueError(
                 f"ModelConfig: expand * d_model = {self.d_inner} must be a multiple of "

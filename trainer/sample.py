@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from trainer.model import SSMLanguageModel
+from trainer.models import LanguageModel
 from trainer.tokenizer import ByteTokenizer
 
 
 @torch.no_grad()
 def sample_texts(
-    model: SSMLanguageModel,
+    model: LanguageModel,
     n: int,
     max_bytes: int = 256,
     *,

@@ -44,7 +44,7 @@ from trainer.checkpoint import (
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import BatchIterator, pack
 from trainer.evaluate import corpus_bpb
-from trainer.model import SSMLanguageModel
+from trainer.models import LanguageModel, build_model
 from trainer.tokenizer import ByteTokenizer
 
 logger = logging.getLogger("trainer")
@@ -80,7 +80,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
 
-def make_optimizer(model: SSMLanguageModel, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: LanguageModel, cfg: TrainConfig) -> torch.optim.AdamW:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embedding" in n]
     groups = [
@@ -186,7 +186,7 @@ def train(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    model = SSMLanguageModel(model_cfg)
+    model = build_model(model_cfg)
     if init_from is not None:
         init_model, init_cfg = load_model(init_from)
         if init_cfg != model_cfg:
@@ -198,8 +198,9 @@ def train(
         pack(train_texts, cfg.seq_len, ByteTokenizer()), cfg.batch_size, cfg.seed
     )
     logger.info(
-        "training %d-parameter SSM on %s: %d sequences of %d tokens, %d steps",
+        "training %d-parameter %s on %s: %d sequences of %d tokens, %d steps",
         model.num_params(),
+        model_cfg.arch,
         device,
         len(batches.data),
         cfg.seq_len,

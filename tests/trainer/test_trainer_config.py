@@ -15,7 +15,9 @@ def test_defaults_are_valid_and_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"arch": "transformer"}, "arch='transformer' is not supported"),
+        ({"arch": "rnn"}, "arch='rnn' is not supported"),
+        ({"arch": "transformer", "n_heads": 3}, "even head size"),
+        ({"mlp_ratio": 0}, "mlp_ratio must be > 0"),
         ({"vocab_size": 256}, "smaller than the tokenizer"),
         ({"d_model": 0}, "d_model must be > 0"),
         ({"headdim": 24}, "multiple of headdim"),
