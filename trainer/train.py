@@ -1,4 +1,4 @@
-"""The training loop: pack text, train the SSM LM with AdamW, evaluate, checkpoint.
+"""The training loop: pack text, train a language model with AdamW, evaluate, checkpoint.
 
 nanoGPT-style: one function, ``train``, that reads top to bottom. Resumable and idempotent:
 
@@ -11,13 +11,21 @@ nanoGPT-style: one function, ``train``, that reads top to bottom. Resumable and 
 
 Optimiser: AdamW with weight decay only on matrices and conv kernels (in_proj, out_proj,
 conv1d weights); embeddings (tied with the head), norms, biases, A_log, D and dt_bias are not
-decayed (as in Mamba). Schedule: linear warmup, then cosine to lr * min_lr_ratio.
+decayed (as in Mamba). Schedule: linear warmup, then cosine to lr * min_lr_ratio. On CUDA the
+forward runs under bf16 autocast (weights, optimizer state and the loss stay fp32);
+``TrainConfig.compile`` wraps the model in ``torch.compile``.
+
+Every step appends {"step", "loss", "lr", "tokens_seen", "tok_per_s", "elapsed_s"} to
+``out_dir/metrics.jsonl`` (a resumed run first drops the lines past its resume point) and
+logs it every ``steps / 20`` steps. Under torchrun the same function trains with DDP (see
+trainer.distributed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -41,6 +49,7 @@ from trainer.checkpoint import (
     read_config,
     save_checkpoint,
 )
+from trainer import distributed
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import BatchIterator, pack
 from trainer.evaluate import corpus_bpb
@@ -50,6 +59,7 @@ from trainer.tokenizer import ByteTokenizer
 logger = logging.getLogger("trainer")
 
 RESUME_DIR = "resume"
+METRICS = "metrics.jsonl"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
@@ -63,6 +73,7 @@ class TrainResult:
     losses: list[float]  # training loss of every step
     wall_s: float  # training time summed over all sessions of this run
     resumed_from_step: int  # 0 for a run that was never interrupted
+    tokens_per_s: float = math.nan  # tokens_seen / wall_s (all processes together)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,6 +130,7 @@ def _result_from_config(out_dir: Path, config: dict[str, Any]) -> TrainResult:
         losses=list(config["losses"]),
         wall_s=config["wall_s"],
         resumed_from_step=config["resumed_from_step"],
+        tokens_per_s=config.get("tokens_per_s", math.nan),
     )
 
 
@@ -146,6 +158,17 @@ def _save_resume(out_dir: Path, model, meta: dict[str, Any], train_state: dict) 
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _restart_metrics(out_dir: Path, step: int) -> None:
+    """Keep only the metrics of steps <= ``step`` (the point a resumed run continues from)."""
+    file = out_dir / METRICS
+    if not file.exists():
+        return
+    kept = [line for line in file.read_text().splitlines() if json.loads(line)["step"] <= step]
+    tmp = file.with_name(f".{METRICS}.tmp-{os.getpid()}")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, file)
+
+
 def train(
     train_texts: Sequence[str],
     val_texts: Sequence[str],
@@ -160,7 +183,7 @@ def train(
 
     ``init_from``: a checkpoint directory whose weights start the run (fresh optimizer).
     ``progress(step, total_steps, {"loss", "lr", "tok_per_s"})`` after every step, with
-    ``step`` counting completed steps (1..total_steps).
+    ``step`` counting completed steps (1..total_steps); on rank 0 only under torchrun.
     """
     out_dir = Path(out_dir)
     cfg = train_cfg
@@ -182,8 +205,14 @@ def train(
             shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)  # crash after final save
             return _result_from_config(out_dir, config)
 
-    # 2. Model, optimiser, data.
-    device = resolve_device(cfg.device)
+    # 2. Model, optimiser, data. Under torchrun: join the group, train a slice of each batch.
+    device = distributed.setup(resolve_device(cfg.device))
+    rank, world_size = distributed.world()
+    if cfg.batch_size % world_size:
+        raise ValueError(
+            f"train: batch_size={cfg.batch_size} must be a multiple of the {world_size} processes"
+        )
+    rows = slice(rank * cfg.batch_size // world_size, (rank + 1) * cfg.batch_size // world_size)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_model(model_cfg)
@@ -198,10 +227,11 @@ def train(
         pack(train_texts, cfg.seq_len, ByteTokenizer()), cfg.batch_size, cfg.seed
     )
     logger.info(
-        "training %d-parameter %s on %s: %d sequences of %d tokens, %d steps",
+        "training %d-parameter %s on %s x %d: %d sequences of %d tokens, %d steps",
         model.num_params(),
         model_cfg.arch,
         device,
+        world_size,
         len(batches.data),
         cfg.seq_len,
         cfg.steps,
@@ -223,9 +253,18 @@ def train(
         batches.position = meta["data_position"]
         logger.info("resumed from %s at step %d", resume, step)
     resumed_from_step = step
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _restart_metrics(out_dir, step)
 
     # 4. The loop.
-    forward = torch.compile(model) if cfg.compile else model
+    forward = model
+    if world_size > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        forward = torch.compile(forward)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda"
@@ -240,30 +279,40 @@ def train(
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = (t.to(device, non_blocking=True) for t in batches.next_batch())
+        inputs, targets = (t[rows].to(device, non_blocking=True) for t in batches.next_batch())
         with autocast:
-            logits = forward(inputs)  # (batch, seq_len, vocab)
+            logits = forward(inputs)  # (batch / world_size, seq_len, vocab)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP: gradients averaged over ranks = gradient of the global batch
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         step += 1
-        losses.append(loss.item())
-        stats = {
-            "loss": losses[-1],
-            "lr": lr,
-            "tok_per_s": tokens_per_step / (time.perf_counter() - t0),
-        }
-        if step % log_every == 0 or step == cfg.steps:
-            logger.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step, cfg.steps, *stats.values())
-        if progress is not None:
-            progress(step, cfg.steps, stats)
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and val_texts:
+        losses.append(distributed.mean_across_ranks(loss).item())
+        now = time.perf_counter()
+        stats = {"loss": losses[-1], "lr": lr, "tok_per_s": tokens_per_step / (now - t0)}
+        if rank == 0:
+            record = {"step": step, **stats, "tokens_seen": step * tokens_per_step}
+            record["elapsed_s"] = wall_before + now - t_start
+            with open(out_dir / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if step % log_every == 0 or step == cfg.steps:
+                logger.info(
+                    "step %d/%d loss %.4f lr %.2e %.0f tok/s, %d tokens seen",
+                    step,
+                    cfg.steps,
+                    *stats.values(),
+                    record["tokens_seen"],
+                )
+            if progress is not None:
+                progress(step, cfg.steps, stats)
+        eval_now = cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps
+        if eval_now and val_texts and rank == 0:
             bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size)
             logger.info("step %d val bpb %.4f", step, bpb)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
+        if save_now and rank == 0:
             meta = run_id | {
                 "step": step,
                 "tokens_seen": step * tokens_per_step,
@@ -277,10 +326,20 @@ def train(
             train_state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
             _save_resume(out_dir, model, meta, train_state)
 
-    # 5. Evaluate, write the final checkpoint, drop the resume state.
+    # 5. Evaluate, write the final checkpoint, drop the resume state (rank 0; others wait).
     wall_s = wall_before + time.perf_counter() - t_start
+    if rank != 0:
+        distributed.barrier()
+        return _result_from_config(out_dir, read_config(out_dir))
     val_bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size) if val_texts else math.nan
-    logger.info("finished %d steps in %.1fs; val bpb %.4f", step, wall_s, val_bpb)
+    tokens_seen = step * tokens_per_step
+    logger.info(
+        "finished %d steps in %.1fs (%.0f tok/s); val bpb %.4f",
+        step,
+        wall_s,
+        tokens_seen / wall_s,
+        val_bpb,
+    )
     meta = run_id | {
         "complete": True,
         "step": step,
@@ -291,7 +350,10 @@ def train(
         "wall_s": wall_s,
         "resumed_from_step": resumed_from_step,
         "num_params": model.num_params(),
+        "tokens_per_s": tokens_seen / wall_s if wall_s > 0 else math.nan,
+        "world_size": world_size,
     }
     save_checkpoint(out_dir, model, meta)
     shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
+    distributed.barrier()
     return _result_from_config(out_dir, meta)

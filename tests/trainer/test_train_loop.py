@@ -6,7 +6,7 @@ import torch
 
 from trainer.checkpoint import CONFIG, load_model
 from trainer.config import ModelConfig, TrainConfig
-from trainer.train import RESUME_DIR, lr_at, train
+from trainer.train import METRICS, RESUME_DIR, lr_at, train
 
 MODEL = ModelConfig(d_model=32, n_layers=2, d_state=8, headdim=16, chunk_size=16)
 TEXTS = [f"The quick brown fox {i} jumps over the lazy dog. " * 3 for i in range(20)]
@@ -55,6 +55,12 @@ def test_exact_resume_after_crash(tmp_path):
     a, b = weights(tmp_path / "full"), weights(tmp_path / "run")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "run" / RESUME_DIR).exists()
+    # metrics: one line per step, the crashed step 5 replaced by the resumed run's
+    metrics = [json.loads(line) for line in (tmp_path / "run" / METRICS).open()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert [m["loss"] for m in metrics] == full.losses
+    assert metrics[-1]["tokens_seen"] == full.tokens_seen and metrics[-1]["tok_per_s"] > 0
+    assert full.tokens_per_s > 0
 
 
 def test_finished_run_is_idempotent(tmp_path):
