@@ -179,16 +179,28 @@ def route_cmd(
 
 
 @app.command("train")
-def train_cmd(home: Home = None) -> None:
+def train_cmd(
+    home: Home = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="training processes: >1 launches torchrun (DDP; gloo on CPU, NCCL on GPU)",
+        ),
+    ] = 1,
+) -> None:
     """Continue the current model on trusted + accepted text and register the checkpoint."""
     from pipelines import modelling
 
     catalog = open_catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
     with catalog.writer("datawall train"):
-        reference = modelling.ensure_reference(catalog, settings)
+        reference = modelling.ensure_reference(catalog, settings, nproc=nproc)
         parent = modelling.scorer_model(catalog) or reference
-        model = modelling.train_round_model(catalog, settings, catalog.current_round(), parent)
+        model = modelling.train_round_model(
+            catalog, settings, catalog.current_round(), parent, nproc=nproc
+        )
     row = catalog.query(
         "SELECT model_id, val_bpb, steps, train_docs FROM models WHERE model_id = ?",
         [model.model_id],

@@ -31,6 +31,7 @@ from pipelines.progress import step_bar
 from pipelines.settings import Settings
 from scoring.loss import LossScorer
 from trainer.checkpoint import load_model
+from trainer.distributed import launch
 from trainer.train import TrainResult, train
 
 
@@ -71,7 +72,7 @@ def scorer_model(catalog: Catalog) -> ModelRef | None:
     return latest_model(catalog, "current") or latest_model(catalog, "reference")
 
 
-def ensure_reference(catalog: Catalog, settings: Settings) -> ModelRef:
+def ensure_reference(catalog: Catalog, settings: Settings, *, nproc: int = 1) -> ModelRef:
     """Train and register the reference model if the workspace has none."""
     existing = latest_model(catalog, "reference")
     if existing is not None:
@@ -84,12 +85,20 @@ def ensure_reference(catalog: Catalog, settings: Settings) -> ModelRef:
         )
     model_id = "ref-" + _digest(sorted(texts), settings.model.to_dict(), settings.train.to_dict())
     return _train_and_register(
-        catalog, settings, model_id, "reference", texts, init_from=None, parent=None, round_=0
+        catalog,
+        settings,
+        model_id,
+        "reference",
+        texts,
+        init_from=None,
+        parent=None,
+        round_=0,
+        nproc=nproc,
     )
 
 
 def train_round_model(
-    catalog: Catalog, settings: Settings, round_: int, parent: ModelRef
+    catalog: Catalog, settings: Settings, round_: int, parent: ModelRef, *, nproc: int = 1
 ) -> ModelRef:
     """Continue ``parent`` on trusted + accepted text and register the result for ``round_``."""
     accepted = catalog.query("SELECT text FROM accepted_texts ORDER BY md5(text), candidate_id")
@@ -109,6 +118,7 @@ def train_round_model(
         init_from=parent.path,
         parent=parent.model_id,
         round_=round_,
+        nproc=nproc,
     )
 
 
@@ -122,8 +132,20 @@ def _train_and_register(
     init_from: Path | None,
     parent: str | None,
     round_: int,
+    nproc: int = 1,
 ) -> ModelRef:
+    """Train in ``out_dir`` (``nproc`` > 1: torchrun processes, read back by ``train``)."""
     out_dir = catalog.home / "models" / model_id
+    if nproc > 1:
+        launch(
+            texts,
+            validation_texts(catalog),
+            settings.model,
+            settings.train,
+            out_dir,
+            nproc=nproc,
+            init_from=init_from,
+        )
     with step_bar(f"train {model_id}", settings.train.steps) as progress:
         result: TrainResult = train(
             texts,

@@ -58,12 +58,9 @@ class Mamba2Mixer(nn.Module):
         d_inner, nheads = cfg.d_inner, cfg.nheads
         self.conv_dim = d_inner + 2 * cfg.ngroups * cfg.d_state  # channels of (x, B, C)
         self.in_proj = nn.Linear(cfg.d_model, d_inner + self.conv_dim + nheads, bias=False)
+        # causal: the input is padded on the left only (forward), so no output is discarded
         self.conv1d = nn.Conv1d(
-            self.conv_dim,
-            self.conv_dim,
-            kernel_size=cfg.d_conv,
-            groups=self.conv_dim,
-            padding=cfg.d_conv - 1,
+            self.conv_dim, self.conv_dim, kernel_size=cfg.d_conv, groups=self.conv_dim
         )
         self.dt_bias = nn.Parameter(torch.empty(nheads))
         self.A_log = nn.Parameter(torch.empty(nheads))
@@ -89,11 +86,12 @@ class Mamba2Mixer(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         """u: (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
-        seqlen = u.shape[1]
         z, xBC, dt = self._split(self.in_proj(u))
-        # causal depthwise conv over time: (b, L, c) -> (b, c, L + d_conv - 1) -> (b, L, c)
-        xBC = self.conv1d(xBC.transpose(1, 2))[..., :seqlen].transpose(1, 2)
-        xBC = F.silu(xBC)
+        # causal depthwise conv over time: (b, L, c) -> (b, c, d_conv - 1 + L) -> (b, c, L).
+        # Left padding keeps the output dense (no slice), so SiLU and its backward run on a
+        # plain permuted tensor; the transpose back to (b, L, c) is a view.
+        xBC = F.pad(xBC.transpose(1, 2), (self.cfg.d_conv - 1, 0))
+        xBC = F.silu(self.conv1d(xBC)).transpose(1, 2)
         x, dt, A, B, C = self._ssm_inputs(xBC, dt)
         y, _ = ssd_scan(
             x, dt, A, B, C, self.D, impl=self.cfg.scan_impl, chunk_size=self.cfg.chunk_size

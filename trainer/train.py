@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer import distributed
 from trainer.checkpoint import (
     CONFIG,
     CheckpointError,
@@ -49,7 +50,6 @@ from trainer.checkpoint import (
     read_config,
     save_checkpoint,
 )
-from trainer import distributed
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import BatchIterator, pack
 from trainer.evaluate import corpus_bpb

@@ -25,7 +25,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     ddp = train(TEXTS, VAL, MODEL, TRAIN, tmp_path / "ddp")  # finished: read back, no training
     assert ddp.losses == pytest.approx(one.losses, abs=1e-5)
     assert ddp.val_bpb == pytest.approx(one.val_bpb, abs=1e-5)
-    a, b = load_model(tmp_path / "one")[0].state_dict(), load_model(tmp_path / "ddp")[0].state_dict()
+    a, b = (
+        load_model(tmp_path / "one")[0].state_dict(),
+        load_model(tmp_path / "ddp")[0].state_dict(),
+    )
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
     steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / METRICS).open()]
