@@ -13,7 +13,9 @@ with random weights (nothing downloaded):
 
 Repetitions are interleaved (one step of each model in turn) so load changes on the machine
 hit every model alike; the table gives the median tokens/s and the ratio of ours to each
-baseline. Imports only torch, transformers and our trainer/kernels packages, so it runs
+baseline. On a 1-thread CPU run the step is timed with the process's CPU time
+(``time.process_time``), which on an idle machine equals wall time and on a shared one does
+not count the time other processes hold the core (``--clock wall`` to time wall-clock). Imports only torch, transformers and our trainer/kernels packages, so it runs
 from a source tree with ``PYTHONPATH=.``:
 
     python benchmarks/train_throughput.py                    # CPU, 1 thread, both shapes
@@ -138,7 +140,15 @@ def hf_gpt2() -> torch.nn.Module:
 class Trainee:
     """A model with its optimiser and a batch of ids; ``step()`` runs one timed train step."""
 
-    def __init__(self, model: torch.nn.Module, ids: torch.Tensor, device: torch.device, bf16: bool):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        ids: torch.Tensor,
+        device: torch.device,
+        bf16: bool,
+        clock: Callable[[], float],
+    ):
+        self.clock = clock
         self.model = model.to(device).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.ids = ids
@@ -150,7 +160,7 @@ class Trainee:
     def step(self) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0 = self.clock()
         with self.autocast:
             logits = self.model(self.ids[:, :-1])  # (batch, seq_len, vocab)
         loss = F.cross_entropy(logits.float().flatten(0, 1), self.ids[:, 1:].flatten())
@@ -159,7 +169,7 @@ class Trainee:
         self.opt.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return self.clock() - t0
 
 
 def main() -> None:
@@ -171,6 +181,7 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help=f"subset of {list(SHAPES)}")
     ap.add_argument("--models", default="", help="comma list of model names to run (default all)")
     ap.add_argument("--chunk-size", type=int, default=0, help="SSD chunk (0: per shape)")
+    ap.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto")
     ap.add_argument(
         "--cpu-bf16", action="store_true", help="bf16 autocast on CPU too (every model alike)"
     )
@@ -181,6 +192,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     reps = 3 if args.quick else args.reps
     bf16 = device.type == "cuda" or args.cpu_bf16
+    clock_name = args.clock
+    if clock_name == "auto":
+        clock_name = "cpu" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall"
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
     builders: dict[str, Callable[[], torch.nn.Module]] = {
         "ours-ssm": lambda: None,  # replaced per shape (chunk size)
         "ours-tfm": ours("transformer", 0),
@@ -194,7 +209,7 @@ def main() -> None:
         raise SystemExit(f"unknown --models {unknown}; choose from {list(builders)}")
     print(
         f"device={device} threads={torch.get_num_threads() if device.type == 'cpu' else '-'} "
-        f"torch={torch.__version__} reps={reps} "
+        f"torch={torch.__version__} reps={reps} clock={clock_name} "
         f"autocast={'bf16' if bf16 else 'off (fp32)'}"
     )
 
@@ -207,7 +222,7 @@ def main() -> None:
         trainees: dict[str, Trainee] = {}
         for name in names:
             torch.manual_seed(0)
-            trainees[name] = Trainee(builders[name](), ids, device, bf16)
+            trainees[name] = Trainee(builders[name](), ids, device, bf16, clock)
             trainees[name].step()  # warm-up: allocations, lazy init, autotuning
         times: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(reps):
