@@ -6,6 +6,14 @@ window[1:]), so every token is a target exactly once. The stream is read circula
 last window wraps around to the start instead of being dropped or padded, so no text is
 lost and even a corpus shorter than one window yields a batch.
 
+Document boundaries: a window may span several documents. The boundary is marked (EOS then
+BOS) but not reset: the model's context (the SSM state, the transformer's attention) runs on
+across it, as in GPT-2/nanoGPT packing, and every target counts in the loss. This keeps every
+window full (no padding, no per-document state resets in the scan), and the model learns
+from the EOS/BOS pair that what precedes belongs to another document. The EOS -> BOS target
+is nearly free to predict and bits per byte excludes it (trainer.evaluate counts byte
+targets only), so it does not flatter the reported numbers.
+
 Batch order: epoch e visits the windows in the permutation drawn from (seed, e); batch k
 holds the items k * batch_size ... (k + 1) * batch_size - 1 of that endless sequence. The
 only state is a position counter, so resuming at a position reproduces the run exactly.

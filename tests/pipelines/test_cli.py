@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -86,3 +87,18 @@ def test_settings_file_overrides_and_validation(tmp_path):
 def test_round_without_trusted_text_is_a_clear_error(home):
     result = runner.invoke(app, ["round", "--home", str(home)])
     assert result.exit_code == 1 and "no trusted text" in result.output
+
+
+@pytest.mark.slow
+def test_train_with_two_processes(tiny_home):
+    """`datawall train --nproc 2`: torchrun (gloo) trains, the checkpoints are registered."""
+    result = invoke("train", "--nproc", "2", "--home", str(tiny_home))
+    assert result.exit_code == 0, result.output
+    models = invoke(
+        "sql", "SELECT role, path, steps FROM models", "--format", "json", "--home", str(tiny_home)
+    )
+    rows = json.loads(models.output)
+    assert sorted(r["role"] for r in rows) == ["current", "reference"]
+    for row in rows:
+        config = json.loads((Path(row["path"]) / "config.json").read_text())
+        assert config["world_size"] == 2 and config["step"] == row["steps"] == 12
