@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     ap.add_argument("--reps", type=int, default=5, help="timed steps per model (default 5)")
-    ap.add_argument("--quick", action="store_true", help="3 timed steps, fewer baselines on CPU")
+    ap.add_argument("--quick", action="store_true", help="3 timed steps per model")
     ap.add_argument("--shapes", default=",".join(SHAPES), help=f"subset of {list(SHAPES)}")
     ap.add_argument("--models", default="", help="comma list of model names to run (default all)")
     ap.add_argument("--chunk-size", type=int, default=0, help="SSD chunk (0: per shape)")
