@@ -172,3 +172,43 @@ def test_auto_uses_torch_on_cpu_and_logs_once(caplog, monkeypatch):
     assert torch.equal(y_auto, y_torch)
     messages = [r.getMessage() for r in caplog.records if r.name == "kernels"]
     assert len(messages) == 1 and "'torch'" in messages[0]
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize(
+    ("seqlen", "chunk_size", "ngroups", "widths"),
+    [
+        (1, None, 1, {}),
+        (7, 16, 2, {}),
+        (100, 32, 1, {}),
+        (130, 64, 2, {}),
+        (77, 16, 3, {"nheads": 6, "headdim": 7, "dstate": 5}),
+    ],
+)
+def test_chunked_without_autograd_matches_reference(
+    seqlen, chunk_size, ngroups, widths, with_state
+):
+    """The no-grad path (in-place temporaries) gives ref's y and state, leaves inputs alone."""
+    inp = detached(make_inputs(seqlen, ngroups, with_state, torch.float32, **widths))
+    before = {k: None if v is None else v.clone() for k, v in inp.items()}
+    y_ref, s_ref = ssd_scan(**inp, impl="ref")
+    with torch.no_grad():
+        y, s = ssd_scan(**inp, impl="torch", chunk_size=chunk_size)
+    with torch.inference_mode():
+        y_inf, s_inf = ssd_scan(**inp, impl="torch", chunk_size=chunk_size)
+    assert_close(y, y_ref, torch.float32, "y")
+    assert_close(s, s_ref, torch.float32, "final_state")
+    assert torch.equal(y, y_inf) and torch.equal(s, s_inf)
+    for k, v in inp.items():
+        assert v is None or torch.equal(v, before[k]), f"{k} was modified in place"
+
+
+def test_chunked_without_autograd_equals_autograd_path():
+    """Same inputs through the in-place (no grad) and the autograd form: same numbers."""
+    inp = make_inputs(90, 2, True, torch.float32)
+    y_grad, s_grad = ssd_scan(**inp, impl="torch", chunk_size=32)
+    with torch.no_grad():
+        y, s = ssd_scan(**inp, impl="torch", chunk_size=32)
+    assert y_grad.requires_grad and not y.requires_grad
+    torch.testing.assert_close(y, y_grad.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(s, s_grad.detach(), rtol=1e-6, atol=1e-6)
