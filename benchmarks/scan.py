@@ -1,4 +1,4 @@
-"""Benchmark the SSD scan implementations (kernels/ssd.py), forward + backward.
+"""Benchmark the SSD scan implementations (kernels/ssd.py), forward + backward and forward only.
 
 Every implementation runs on the same inputs in one process; repetitions are interleaved
 (ref, torch, triton, ref, torch, ...) so a busy machine slows all of them alike, and the
@@ -9,6 +9,14 @@ A least-squares line time = a + b * length per implementation shows the growth.
     python benchmarks/scan.py                                   # CPU: ref (short) + torch
     python benchmarks/scan.py --sweep-chunks 16 32 64 128 256   # pick the torch chunk size
     python benchmarks/scan.py --device cuda                     # + triton, bandwidth
+    git show main:kernels/ssd.py > /tmp/ssd_main.py             # before/after, one process:
+    python benchmarks/scan.py --threads 1 --baseline /tmp/ssd_main.py
+
+Columns "ms" and "tokens/s" are forward + backward; "fwd ms" is the forward alone under
+torch.no_grad() (the scoring path). Times are process CPU time with --cpu-time (steadier
+than wall time on a shared machine; use it with --threads 1).
+--baseline FILE adds a column "base": FILE's ssd_scan(impl="torch"), e.g. an older
+kernels/ssd.py, timed interleaved with the current one.
 
 On CUDA the Triton path is also timed forward-only, and its achieved memory bandwidth is
 reported: bytes of the inputs and outputs (each counted once) divided by the time.
@@ -17,6 +25,7 @@ reported: bytes of the inputs and outputs (each counted once) divided by the tim
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from dataclasses import dataclass
@@ -67,18 +76,39 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+BASELINE = {}  # "scan": ssd_scan of --baseline FILE
+
+
+def load_baseline(path: str) -> None:
+    spec = importlib.util.spec_from_file_location("ssd_baseline", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    BASELINE["scan"] = module.ssd_scan
+
+
+def _scan(inputs, variant: Variant):
+    if variant.impl == "base":
+        return BASELINE["scan"](**inputs, impl="torch", chunk_size=variant.chunk)
+    return ssd_scan(**inputs, impl=variant.impl, chunk_size=variant.chunk)
+
+
+CLOCK = {"now": time.perf_counter}
+
+
 def time_once(inputs, variant: Variant, device: str, backward: bool = True) -> float:
     """Seconds for one forward (+ backward of y.sum() + state.sum())."""
     _sync(device)
-    start = time.perf_counter()
+    start = CLOCK["now"]()
     if backward:
-        y, state = ssd_scan(**inputs, impl=variant.impl, chunk_size=variant.chunk)
+        y, state = _scan(inputs, variant)
         (y.float().sum() + state.sum()).backward()
     else:
         with torch.no_grad():
-            ssd_scan(**inputs, impl=variant.impl, chunk_size=variant.chunk)
+            _scan(inputs, variant)
     _sync(device)
-    return time.perf_counter() - start
+    return CLOCK["now"]() - start
 
 
 def io_bytes(inputs, with_grads: bool) -> int:
@@ -122,7 +152,15 @@ def main() -> None:
     ap.add_argument("--sweep-chunks", type=int, nargs="*", default=[], help="torch chunks")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--baseline", help="an ssd.py whose torch path is timed as 'base'")
+    ap.add_argument("--cpu-time", action="store_true", help="process CPU time, not wall")
     args = ap.parse_args()
+    if args.cpu_time:
+        if args.device == "cuda":
+            raise SystemExit("--cpu-time measures the CPU; drop it with --device cuda")
+        CLOCK["now"] = time.process_time
+    if args.baseline:
+        load_baseline(args.baseline)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -130,17 +168,19 @@ def main() -> None:
     impls = args.impls or (
         ["ref", "torch", "triton"] if args.device == "cuda" else ["ref", "torch"]
     )
+    if args.baseline and "base" not in impls:
+        impls = [*impls, "base"]
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(
         f"# ssd_scan forward+backward on {device_name} ({torch.get_num_threads()} threads), "
         f"batch {args.batch}, nheads {args.nheads}, headdim {args.headdim}, dstate "
         f"{args.dstate}, ngroups {args.ngroups}, {args.dtype}; median of {args.reps} "
-        "interleaved reps"
+        f"interleaved reps; {'process CPU' if args.cpu_time else 'wall'} time"
     )
     print(
         f"{'length':>6} {'impl':>12} {'ms':>10} {'tokens/s':>12} {'ms/1k pos':>10} "
-        f"{'vs torch':>9} {'vs ref':>8}"
+        f"{'vs torch':>9} {'vs ref':>8} {'fwd ms':>9} {'fwd vs torch':>12}"
     )
     medians: dict[str, dict[int, float]] = {}
     best_chunks: dict[int, tuple[int, float]] = {}
@@ -150,6 +190,7 @@ def main() -> None:
         variants = [Variant(i) for i in impls if i != "ref" or seqlen <= args.ref_max_len]
         variants += [Variant("torch", q) for q in args.sweep_chunks]
         times: dict[Variant, list[float]] = {v: [] for v in variants}
+        nograd: dict[Variant, list[float]] = {v: [] for v in variants}
         fwd_times: list[float] = []
         with_fwd = args.device == "cuda" and "triton" in impls
         for v in variants:  # warm-up: kernel compilation, allocator
@@ -162,9 +203,12 @@ def main() -> None:
                     if t is not None:
                         t.grad = None
                 times[v].append(time_once(inputs, v, args.device))
+                nograd[v].append(time_once(inputs, v, args.device, backward=False))
             if with_fwd:
                 fwd_times.append(time_once(inputs, Variant("triton"), args.device, False))
         med = {v: statistics.median(ts) for v, ts in times.items()}
+        med_fwd = {v: statistics.median(ts) for v, ts in nograd.items()}
+        base_fwd = med_fwd.get(Variant("torch"))
         for v, t in med.items():
             medians.setdefault(v.name, {})[seqlen] = t
         base = med.get(Variant("torch"))
@@ -173,9 +217,12 @@ def main() -> None:
         for v, t in med.items():
             vs_torch = f"{base / t:8.2f}x" if base else "-"
             vs_ref = f"{ref / t:7.2f}x" if ref else "-"
+            t_fwd = med_fwd[v]
+            fwd_vs = f"{base_fwd / t_fwd:11.2f}x" if base_fwd else "-"
             print(
                 f"{seqlen:>6} {v.name:>12} {t * 1e3:10.2f} {tokens / t:12.0f} "
-                f"{t * 1e3 / seqlen * 1000:10.2f} {vs_torch:>9} {vs_ref:>8}"
+                f"{t * 1e3 / seqlen * 1000:10.2f} {vs_torch:>9} {vs_ref:>8} "
+                f"{t_fwd * 1e3:9.2f} {fwd_vs:>12}"
             )
         swept = {
             v.chunk or torch_chunk_size(seqlen): t for v, t in med.items() if v.impl == "torch"
