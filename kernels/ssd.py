@@ -217,6 +217,53 @@ def _segsum(a: Tensor) -> Tensor:
     return (cs[..., :, None] - cs[..., None, :]).masked_fill(~lower, float("-inf"))
 
 
+class _PassStates(torch.autograd.Function):
+    """The inter-chunk recurrence S_{c+1} = d_c * S_c + X_c with a hand-written backward.
+
+    forward(X (b, g, c, n, r, p), d (b, g, c, 1, r, 1), S_0 (b, g, n, r, p)) returns the
+    states entering each chunk, S_0 .. S_{c-1} as (b, g, c, n, r, p), and the final S_c.
+    Autograd through a Python loop records ~3 nodes per chunk and sums broadcast gradients
+    per chunk; this backward is one reverse loop of fused multiply-adds,
+    G_c = dS_c + d_c * G_{c+1} (G_c: total gradient of S_c), then dX_c = G_{c+1},
+    dd_c = sum(G_{c+1} * S_c), dS_0 = G_0, in a few whole-tensor ops.
+    """
+
+    @staticmethod
+    def forward(ctx, chunk_states: Tensor, decay: Tensor, state0: Tensor):
+        nchunks = chunk_states.shape[2]
+        prev = chunk_states.new_empty(chunk_states.shape)
+        prev[:, :, 0] = state0
+        for ci in range(nchunks - 1):
+            torch.addcmul(
+                chunk_states[:, :, ci], prev[:, :, ci], decay[:, :, ci], out=prev[:, :, ci + 1]
+            )
+        final = torch.addcmul(chunk_states[:, :, -1], prev[:, :, -1], decay[:, :, -1])
+        ctx.save_for_backward(prev, decay)
+        return prev, final
+
+    @staticmethod
+    def backward(ctx, grad_prev: Tensor | None, grad_final: Tensor | None):
+        prev, decay = ctx.saved_tensors
+        nchunks = prev.shape[2]
+        if grad_prev is None:
+            grad_prev = torch.zeros_like(prev)
+        grad_x = torch.empty_like(prev)  # grad_x[:, :, c] = G_{c+1}
+        if grad_final is None:
+            grad_x[:, :, -1] = 0
+        else:
+            grad_x[:, :, -1] = grad_final
+        for ci in range(nchunks - 1, 0, -1):
+            torch.addcmul(
+                grad_prev[:, :, ci], grad_x[:, :, ci], decay[:, :, ci], out=grad_x[:, :, ci - 1]
+            )
+        grad_decay = grad_state0 = None
+        if ctx.needs_input_grad[1]:
+            grad_decay = (grad_x * prev).sum(dim=(3, 5), keepdim=True)  # (b, g, c, 1, r, 1)
+        if ctx.needs_input_grad[2]:
+            grad_state0 = torch.addcmul(grad_prev[:, :, 0], grad_x[:, :, 0], decay[:, :, 0])
+        return grad_x, grad_decay, grad_state0
+
+
 def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Tensor, Tensor]:
     """Chunked SSD: quadratic form inside chunks, state passing between chunks.
 
@@ -282,8 +329,9 @@ def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Ten
 
     # 5. Inter-chunk recurrence on chunk boundaries, h_{c+1} = exp(sum of a over chunk c) h_c
     #    + chunk_states[c], as a loop over chunks: linear in the number of chunks (the
-    #    one-matmul form with a (c+1, c+1) decay matrix costs c^2 * headdim * dstate).
-    #    States are (b, g, n, r, p) here: the transpose of (b, h, p, n).
+    #    one-matmul form with a (c+1, c+1) decay matrix costs c^2 * headdim * dstate), with a
+    #    hand-written backward (_PassStates). States are (b, g, n, r, p) here: the transpose
+    #    of (b, h, p, n).
     chunk_states = chunk_states.view(b, g, c, n, r, p)
     chunk_decay = torch.exp(a_cum[..., -1]).view(b, g, r, c).permute(0, 1, 3, 2)  # (b,g,c,r)
     chunk_decay = chunk_decay[..., None, :, None]  # (b, g, c, 1, r, 1)
@@ -291,28 +339,7 @@ def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Ten
         state = chunk_states.new_zeros(b, g, n, r, p)
     else:
         state = initial_state.to(ct).view(b, g, r, p, n).permute(0, 1, 4, 2, 3)
-    if inplace:
-        prev_states = chunk_states.new_empty(b, g, c, n, r, p)  # state entering chunk c
-        prev_states[:, :, 0] = state
-        for ci in range(c - 1):
-            torch.addcmul(
-                chunk_states[:, :, ci],
-                prev_states[:, :, ci],
-                chunk_decay[:, :, ci],
-                out=prev_states[:, :, ci + 1],
-            )
-        final_state = torch.addcmul(
-            chunk_states[:, :, -1], prev_states[:, :, -1], chunk_decay[:, :, -1]
-        )
-    else:
-        # unbind, not indexing: the backward of x[:, :, c] writes a zero tensor the size of x
-        # for every c (quadratic in the number of chunks); unbind's backward stacks once.
-        entering = []
-        for decay_c, state_c in zip(chunk_decay.unbind(2), chunk_states.unbind(2), strict=True):
-            entering.append(state)
-            state = decay_c * state + state_c
-        prev_states = torch.stack(entering, dim=2)  # (b, g, c, n, r, p)
-        final_state = state
+    prev_states, final_state = _PassStates.apply(chunk_states, chunk_decay, state)
 
     # 6. Off-diagonal blocks: the state entering each chunk read out by C, one
     #    (l, n) @ (n, r * p) product per (batch, group, chunk), decayed from the chunk start.

@@ -212,3 +212,23 @@ def test_chunked_without_autograd_equals_autograd_path():
     assert y_grad.requires_grad and not y.requires_grad
     torch.testing.assert_close(y, y_grad.detach(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(s, s_grad.detach(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["y", "state"])
+def test_chunked_gradients_when_one_output_is_unused(loss):
+    """The hand-written state-passing backward gets None for the unused output's gradient."""
+    inputs = make_inputs(70, 2, True, torch.float32)
+    _, _, g_ref = run(inputs, loss=loss, impl="ref")
+    _, _, g = run(inputs, loss=loss, impl="torch", chunk_size=16)
+    for name in g_ref:
+        assert_close(g[name], g_ref[name], torch.float32, f"grad {name} (loss on {loss})")
+
+
+def test_pass_states_gradcheck():
+    """_PassStates (inter-chunk recurrence, hand-written backward) against finite differences."""
+    g = torch.Generator().manual_seed(3)
+    b, grp, c, n, r, p = 2, 2, 5, 3, 2, 4
+    x = torch.randn(b, grp, c, n, r, p, generator=g, dtype=torch.float64, requires_grad=True)
+    decay = torch.rand(b, grp, c, 1, r, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    s0 = torch.randn(b, grp, n, r, p, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ssd._PassStates.apply, (x, decay, s0))
