@@ -264,6 +264,26 @@ class _PassStates(torch.autograd.Function):
         return grad_x, grad_decay, grad_state0
 
 
+def _pass_and_read_states(Bg, Cg, w, decay, state) -> tuple[Tensor, Tensor]:
+    """Steps 4-6 without autograd, one chunk at a time (see _ssd_scan_chunked).
+
+    Bg, Cg: (b, g, c, l, n); w: (b, g, c, l, r*p); decay: (b, g, c, 1, r, 1);
+    state: (b, g, n, r, p). Returns y_off as (b, c, l, g, r, p) and the final state.
+    """
+    b, g, c, l, n = Bg.shape  # noqa: E741
+    r = decay.shape[4]
+    rp = w.shape[-1]
+    state = state.reshape(b, g, n, rp).clone()
+    y_off = w.new_empty(c, b, g, l, rp)
+    Bt = Bg.transpose(-1, -2)  # (b, g, c, n, l)
+    decay = decay.expand(b, g, c, 1, r, rp // r).reshape(b, g, c, 1, rp)
+    for ci in range(c):
+        torch.matmul(Cg[:, :, ci], state, out=y_off[ci])
+        state.mul_(decay[:, :, ci]).add_(Bt[:, :, ci] @ w[:, :, ci])
+    y_off = y_off.view(c, b, g, l, r, rp // r).permute(1, 0, 3, 2, 4, 5)  # (b, c, l, g, r, p)
+    return y_off, state.view(b, g, n, r, rp // r)
+
+
 def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Tensor, Tensor]:
     """Chunked SSD: quadratic form inside chunks, state passing between chunks.
 
@@ -319,32 +339,36 @@ def _ssd_scan_chunked(x, dt, A, B, C, D, initial_state, chunk_size) -> tuple[Ten
     y_diag = scores @ xdt_heads  # (b, g, r, c, l, p)
 
     # 4. State contributed by each chunk alone, decayed to the chunk's end, kept transposed
-    #    as (n, r * p): one (n, l) @ (l, r * p) product per (batch, group, chunk), the
-    #    layout measured fastest for these shapes with MKL (and step 6 then needs no
-    #    transpose either).
+    #    as (n, r * p): B^T @ w, one (n, l) @ (l, r * p) product per (batch, group, chunk),
+    #    the layout measured fastest for these shapes with MKL (step 6 then needs no
+    #    transpose either). w is dt * x decayed to the chunk's end.
     decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, l)
     w = xdt * decay_to_end.permute(0, 2, 3, 1).reshape(b, length, nheads, 1)  # (b, L, h, p)
     w = w.view(b, c, l, g, r * p).permute(0, 3, 1, 2, 4)  # (b, g, c, l, r*p)
-    chunk_states = Bg.transpose(-1, -2) @ w  # (b, g, c, n, r*p)
 
     # 5. Inter-chunk recurrence on chunk boundaries, h_{c+1} = exp(sum of a over chunk c) h_c
     #    + chunk_states[c], as a loop over chunks: linear in the number of chunks (the
-    #    one-matmul form with a (c+1, c+1) decay matrix costs c^2 * headdim * dstate), with a
-    #    hand-written backward (_PassStates). States are (b, g, n, r, p) here: the transpose
-    #    of (b, h, p, n).
-    chunk_states = chunk_states.view(b, g, c, n, r, p)
+    #    one-matmul form with a (c+1, c+1) decay matrix costs c^2 * headdim * dstate).
+    #    States are (b, g, n, r, p) here: the transpose of (b, h, p, n).
     chunk_decay = torch.exp(a_cum[..., -1]).view(b, g, r, c).permute(0, 1, 3, 2)  # (b,g,c,r)
     chunk_decay = chunk_decay[..., None, :, None]  # (b, g, c, 1, r, 1)
     if initial_state is None:
-        state = chunk_states.new_zeros(b, g, n, r, p)
+        state = xdt.new_zeros(b, g, n, r, p)
     else:
         state = initial_state.to(ct).view(b, g, r, p, n).permute(0, 1, 4, 2, 3)
-    prev_states, final_state = _PassStates.apply(chunk_states, chunk_decay, state)
-
-    # 6. Off-diagonal blocks: the state entering each chunk read out by C, one
-    #    (l, n) @ (n, r * p) product per (batch, group, chunk), decayed from the chunk start.
-    y_off = Cg @ prev_states.view(b, g, c, n, r * p)  # (b, g, c, l, r*p)
-    y_off = y_off.view(b, g, c, l, r, p).permute(0, 2, 3, 1, 4, 5)  # (b, c, l, g, r, p)
+    if inplace:
+        # 4-6 fused, chunk by chunk: the state stays in cache and no (chunks, n, r * p) tensor
+        # is materialised (measured 1.4x faster forward at chunk 32, length 4096).
+        y_off, final_state = _pass_and_read_states(Bg, Cg, w, chunk_decay, state)
+    else:
+        chunk_states = Bg.transpose(-1, -2) @ w  # (b, g, c, n, r*p)
+        chunk_states = chunk_states.view(b, g, c, n, r, p)
+        # The loop with a hand-written backward (_PassStates).
+        prev_states, final_state = _PassStates.apply(chunk_states, chunk_decay, state)
+        # 6. Off-diagonal blocks: the state entering each chunk read out by C, one
+        #    (l, n) @ (n, r * p) product per (batch, group, chunk), decayed from the chunk start.
+        y_off = Cg @ prev_states.view(b, g, c, n, r * p)  # (b, g, c, l, r*p)
+        y_off = y_off.view(b, g, c, l, r, p).permute(0, 2, 3, 1, 4, 5)  # (b, c, l, g, r, p)
     decay_in = torch.exp(a_cum).permute(0, 2, 3, 1).reshape(b, c, l, g, r, 1)
     y_diag = y_diag.permute(0, 3, 4, 1, 2, 5)  # (b, c, l, g, r, p)
     y = y_off.mul_(decay_in).add_(y_diag) if inplace else y_off * decay_in + y_diag
