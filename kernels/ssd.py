@@ -14,7 +14,9 @@ Implementations behind one dispatch function, ``ssd_scan(..., impl=...)``:
   sequence is cut into chunks; inside a chunk the output is a masked quadratic form
   (attention-like, with a segment-sum decay mask); across chunks a state is passed by a
   loop over chunks. O(L * chunk) work, matmul-friendly, runs on CPU and GPU. The chunk size
-  defaults to the measured-fastest one for the length (``TORCH_CHUNKS``).
+  defaults to the measured-fastest one for the length (``TORCH_CHUNKS``). With autograd the
+  state-passing loop has a hand-written backward (``_PassStates``); without it (scoring)
+  temporaries are updated in place and the state passing and readout run chunk by chunk.
 - ``"triton"``: fused Triton kernels for the same chunked algorithm, forward and backward
   (``kernels/ssd_triton.py``). Needs CUDA tensors, or ``TRITON_INTERPRET=1`` on the CPU
   (exact but thousands of times slower: for tests). Asking for it where it cannot run raises.
@@ -41,9 +43,10 @@ IMPLS = ("auto", "ref", "torch", "triton")
 _auto_logged = False
 
 # Chunk size of the "torch" path when the caller passes none, as (longest length it applies
-# to, chunk): the fastest forward+backward in `benchmarks/scan.py --threads 1 --sweep-chunks
-# 16 32 64 128` on the CPU at batch 8, 8 heads, headdim 32, dstate 32. Chunk 32 won at 256,
-# 512, 2048 and 4096 (1.1-1.3x over 64) and was within noise at 1024, so one entry.
+# to, chunk): the fastest in `benchmarks/scan.py --threads 1 --cpu-time --batch 2 --headdim
+# 64 --dstate 64 --sweep-chunks 32 64 128` (the scoring model's shape) on the CPU. Forward
+# without autograd (scoring): 32 fastest at 256-4096 (1.2x over 64 at 4096); forward +
+# backward: 32 and 64 within noise, 128 0.6-0.85x. So one entry.
 TORCH_CHUNKS: tuple[tuple[int, int], ...] = ((1 << 62, 32),)
 # Chunk size of the Triton kernels: one (chunk, chunk) tile per program.
 TRITON_CHUNK = 64
