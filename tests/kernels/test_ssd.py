@@ -232,3 +232,14 @@ def test_pass_states_gradcheck():
     decay = torch.rand(b, grp, c, 1, r, 1, generator=g, dtype=torch.float64, requires_grad=True)
     s0 = torch.randn(b, grp, n, r, p, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ssd._PassStates.apply, (x, decay, s0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_chunked_without_autograd_other_dtypes(dtype):
+    inp = detached(make_inputs(37, 2, True, dtype))
+    y_ref, s_ref = ssd_scan(**inp, impl="ref")
+    with torch.no_grad():
+        y, s = ssd_scan(**inp, impl="torch", chunk_size=16)
+    assert y.dtype == dtype and s.dtype == s_ref.dtype
+    assert_close(y, y_ref, dtype, "y")
+    assert_close(s, s_ref, dtype, "final_state")
