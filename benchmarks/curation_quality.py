@@ -16,7 +16,9 @@ Also prints the bar of each round on both scales (routing bar, anchored bar, pre
 round's samples under the current classifier) and the classifier's calibration.
 
 Small settings by default (a 2-layer, 64-wide SSM, 150 training steps) so a run takes a
-few minutes on 2 CPU cores. Run: ``python benchmarks/curation_quality.py [--home DIR]``.
+few minutes on 2 CPU cores; ``--size demo`` uses ``make demo``'s model and training, whose
+bar is high enough to send a full budget of hard cases to the experts.
+Run: ``python benchmarks/curation_quality.py [--size demo] [--home DIR]``.
 """
 
 from __future__ import annotations
@@ -172,11 +174,17 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--margin", type=float, default=None, help="route.margin (log-odds)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--size",
+        choices=("small", "demo"),
+        default="small",
+        help="small: a 2-layer 64-wide SSM, 150 steps; demo: `make demo`'s model and training",
+    )
     args = ap.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="datawall-curation-"))
     start = time.time()
     catalog = Catalog(home).init()
-    overrides = {**SMALL, "route.budget": args.budget}
+    overrides = {**(SMALL if args.size == "small" else {}), "route.budget": args.budget}
     if args.margin is not None:
         overrides["route.margin"] = args.margin
     save_settings(home, Settings().with_overrides(overrides))

@@ -55,7 +55,7 @@ class ModelConfig(_DictMixin):
     expand: int = 2
     ngroups: int = 1
     d_conv: int = 4
-    chunk_size: int = 64
+    chunk_size: int = 32  # the fastest on CPU for training and scoring (benchmarks/scan.py)
     scan_impl: str = "auto"
     n_heads: int = 4  # transformer only
     mlp_ratio: int = 4  # transformer only: MLP hidden = mlp_ratio * d_model
