@@ -4,9 +4,13 @@ The score behind RHO-LOSS-style selection (Mindermann et al., "Prioritized Train
 Points that are Learnable, Worth Learning, and Not Yet Learnt", ICML 2022): the loss of an
 example under the current model, and under a reference model, compared per example.
 
-Each text is scored as BOS + its UTF-8 bytes, so every byte is predicted (the first from
-BOS alone); EOS is not scored. Texts longer than ``max_bytes`` bytes are scored on their
-first ``max_bytes`` bytes only. An empty text has no bytes to predict and scores NaN.
+Each text is scored as BOS + its tokens (UTF-8 bytes, or BPE ids for a model trained with
+BPE: the model's own tokenizer, ``trainer.tokenizer.tokenizer_of``), so every token is
+predicted (the first from BOS alone); EOS is not scored. Bits per byte is the summed NLL in
+bits over the UTF-8 bytes the scored tokens stand for, not over the token count, so it is
+comparable across tokenizers. Texts longer than ``max_bytes`` bytes are scored on their
+longest token prefix of at most ``max_bytes`` bytes. An empty text has no bytes to predict
+and scores NaN.
 Texts are sorted by length and packed into batches of at most ``batch_tokens`` tokens
 (padded on the right; the model is causal, so padding never reaches a real position, and
 padded targets are masked out).
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.tokenizer import ByteTokenizer
+from trainer.tokenizer import Tokenizer, tokenizer_of
 
 
 @torch.no_grad()
@@ -33,15 +37,24 @@ def example_bpb(
     max_bytes: int = 2048,
     batch_tokens: int = 16384,
     progress: Callable[[int], None] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> np.ndarray:
-    """Mean bits per byte of each text (float64, input order). See the module docstring."""
+    """Mean bits per byte of each text (float64, input order). See the module docstring.
+
+    ``tokenizer`` defaults to the one the model was trained with."""
     if max_bytes < 1 or batch_tokens < 1:
         raise ValueError(
             f"need max_bytes >= 1 and batch_tokens >= 1, got {max_bytes}, {batch_tokens}"
         )
-    tok = ByteTokenizer()
-    # BOS + bytes, truncated: inputs are ids[:-1], targets ids[1:] (length = n_bytes)
-    encoded = [tok.encode(t, bos=True)[: max_bytes + 1] for t in texts]
+    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
+    # BOS + tokens, cut to the longest prefix of <= max_bytes bytes: inputs are ids[:-1],
+    # targets ids[1:] (length = number of scored tokens)
+    encoded, n_bytes = [], np.zeros(len(texts), dtype=np.int64)
+    for i, ids in enumerate(tok.encode_batch(texts, bos=True)):
+        cum = np.cumsum(tok.token_bytes[ids[1:]])  # bytes covered after each token
+        keep = int(np.searchsorted(cum, max_bytes, side="right"))
+        encoded.append(ids[: keep + 1])
+        n_bytes[i] = cum[keep - 1] if keep else 0
     lengths = np.array([len(ids) - 1 for ids in encoded], dtype=np.int64)
     result = np.full(len(texts), np.nan, dtype=np.float64)
     order = np.argsort(lengths, kind="stable")
@@ -73,7 +86,7 @@ def example_bpb(
             < torch.from_numpy(lengths[idx]).to(device)[:, None]
         )
         nats = (nll * mask).double().sum(1).cpu().numpy()
-        result[idx] = nats / math.log(2) / lengths[idx]
+        result[idx] = nats / math.log(2) / n_bytes[idx]
         if progress is not None:
             progress(len(idx))
         start = end
@@ -172,8 +185,9 @@ def hf_example_bpb(
 class LossScorer:
     """One interface over both model kinds: ``bpb(texts)`` and ``sample(n, ...)``.
 
-    ``tokenizer`` is None for the project's byte-level SSM (``trainer``) and a
-    ``transformers`` tokenizer for a Hugging Face causal LM.
+    ``tokenizer`` is None for the project's own models (``trainer``; they carry their byte or
+    BPE tokenizer, see ``trainer.tokenizer.tokenizer_of``) and a ``transformers`` tokenizer
+    for a Hugging Face causal LM.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer=None) -> None:

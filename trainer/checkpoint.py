@@ -1,4 +1,11 @@
-"""Checkpoints: ``model.safetensors`` + ``config.json`` (+ ``train_state.pt`` for resuming).
+"""Checkpoints: ``model.safetensors`` + ``config.json`` (+ ``train_state.pt`` for resuming,
++ ``tokenizer.json`` for a model trained with BPE).
+
+The tokenizer travels with the weights: ``load_model`` attaches it to the model (read it back
+with ``trainer.tokenizer.tokenizer_of``) and ``load_tokenizer`` reads it alone, so scoring,
+sampling and evaluating a checkpoint use the tokenizer it was trained with. A checkpoint
+without tokenizer.json (all byte-level ones, including those written before BPE existed)
+loads with the byte tokenizer.
 
 Every file is written to a temporary name and moved into place with ``os.replace``;
 config.json goes last and records the SHA-256 of the weights, so it acts as the commit
@@ -23,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from trainer.config import ModelConfig
 from trainer.models import LanguageModel, build_model
+from trainer.tokenizer import BPE_FILE, BPETokenizer, ByteTokenizer, Tokenizer
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -62,22 +70,35 @@ def save_checkpoint(
     model: LanguageModel,
     meta: dict[str, Any],
     train_state: dict[str, Any] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> None:
-    """Write model weights (+ ``train_state``) and config.json with ``meta`` into ``path``.
+    """Write model weights (+ ``train_state``, + tokenizer.json for a BPE ``tokenizer``) and
+    config.json with ``meta`` into ``path``.
 
     config.json holds {"model": model.cfg.to_dict(), **meta, "files": {name: sha256}}.
     """
     path = Path(path)
+    if tokenizer is not None and tokenizer.kind != model.cfg.tokenizer:
+        raise ValueError(
+            f"save_checkpoint: a {tokenizer.kind} tokenizer for a model configured with "
+            f"tokenizer={model.cfg.tokenizer!r}"
+        )
+    if model.cfg.tokenizer == "bpe" and not isinstance(tokenizer, BPETokenizer):
+        raise ValueError("save_checkpoint: a BPE model needs its BPETokenizer to be saved")
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     _atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp))
     files = {WEIGHTS: _sha256(path / WEIGHTS)}
+    if isinstance(tokenizer, BPETokenizer):
+        text = tokenizer.to_str()
+        _atomic_write(path / BPE_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        files[BPE_FILE] = _sha256(path / BPE_FILE)
     if train_state is not None:
         _atomic_write(path / TRAIN_STATE, lambda tmp: torch.save(train_state, tmp))
         files[TRAIN_STATE] = _sha256(path / TRAIN_STATE)
     config = {"model": model.cfg.to_dict(), **meta, "files": files}
-    text = json.dumps(config, indent=2)
-    _atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(text))
+    config_text = json.dumps(config, indent=2)
+    _atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(config_text))
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -127,7 +148,33 @@ def load_model(
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(path, f"weights do not match the model config ({e})") from e
+    model.tokenizer = load_tokenizer(path)  # read back by trainer.tokenizer.tokenizer_of
     return model.to(device), cfg
+
+
+def load_tokenizer(path: Path | str) -> Tokenizer:
+    """The tokenizer checkpoint ``path`` was trained with: BPE from its tokenizer.json, or
+    bytes when there is none (checkpoints written before BPE existed have none)."""
+    path = Path(path)
+    config = read_config(path)
+    kind = config["model"].get("tokenizer", "byte") if isinstance(config["model"], dict) else None
+    if not (path / BPE_FILE).is_file():
+        if kind == "bpe":
+            raise CheckpointError(path, f"model.tokenizer is 'bpe' but {BPE_FILE} is missing")
+        return ByteTokenizer()
+    if kind != "bpe":
+        raise CheckpointError(path, f"has {BPE_FILE} but model.tokenizer is {kind!r}, not 'bpe'")
+    file = _verified(path, config, BPE_FILE)
+    try:
+        tok = BPETokenizer.load(file)
+    except Exception as e:  # the tokenizers library raises its own exception types
+        raise CheckpointError(path, f"cannot read {BPE_FILE} ({e})") from e
+    vocab_size = config["model"].get("vocab_size", 0)
+    if tok.vocab_size > vocab_size:
+        raise CheckpointError(
+            path, f"{BPE_FILE} has {tok.vocab_size} ids, more than model.vocab_size={vocab_size}"
+        )
+    return tok
 
 
 def load_train_state(path: Path | str) -> dict[str, Any]:

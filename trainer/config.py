@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from kernels.ssd import IMPLS
+from trainer.tokenizer import TOKENIZERS
 
-TOKENIZER_VOCAB_SIZE = 258  # trainer.tokenizer.ByteTokenizer: 256 bytes + BOS + EOS
+TOKENIZER_VOCAB_SIZE = 258  # ByteTokenizer: 256 bytes + BOS + EOS; also the BPE minimum
 ARCHS = ("ssm", "transformer")  # trainer.model.build_model picks the class
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -38,7 +39,11 @@ def _positive(cls: str, **values: float) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig(_DictMixin):
-    """A language model over the byte tokenizer.
+    """A language model over a tokenizer (``trainer.tokenizer``).
+
+    ``tokenizer="byte"`` (default): UTF-8 bytes, 258 ids. ``tokenizer="bpe"``: byte-level BPE
+    trained on the first run's training texts with up to ``vocab_size`` ids (BOS and EOS
+    included), saved with the checkpoint and reused, never retrained, when a run continues.
 
     ``arch="ssm"``: Mamba-2 (d_inner = expand * d_model, nheads = d_inner // headdim; uses
     d_state, headdim, expand, ngroups, d_conv, chunk_size, scan_impl).
@@ -59,11 +64,17 @@ class ModelConfig(_DictMixin):
     scan_impl: str = "auto"
     n_heads: int = 4  # transformer only
     mlp_ratio: int = 4  # transformer only: MLP hidden = mlp_ratio * d_model
+    tokenizer: str = "byte"  # "byte" or "bpe"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(
                 f"ModelConfig.arch={self.arch!r} is not supported; choose one of {ARCHS}"
+            )
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(
+                f"ModelConfig.tokenizer={self.tokenizer!r} is not supported; "
+                f"choose one of {TOKENIZERS}"
             )
         if self.vocab_size < TOKENIZER_VOCAB_SIZE:
             raise ValueError(

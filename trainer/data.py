@@ -1,9 +1,9 @@
 """Sequence packing and a deterministic, resumable batch order.
 
-Documents become BOS + bytes + EOS and are concatenated into one token stream, which is cut
-into windows of seq_len + 1 tokens with stride seq_len (inputs = window[:-1], targets =
-window[1:]), so every token is a target exactly once. The stream is read circularly: the
-last window wraps around to the start instead of being dropped or padded, so no text is
+Documents become BOS + tokens + EOS (bytes or BPE ids, see trainer.tokenizer) and are
+concatenated into one token stream, which is cut into windows of seq_len + 1 tokens with
+stride seq_len (inputs = window[:-1], targets = window[1:]), so every token is a target
+exactly once. The stream is read circularly: the last window wraps around to the start instead of being dropped or padded, so no text is
 lost and even a corpus shorter than one window yields a batch.
 
 Document boundaries: a window may span several documents. The boundary is marked (EOS then
@@ -11,8 +11,8 @@ BOS) but not reset: the model's context (the SSM state, the transformer's attent
 across it, as in GPT-2/nanoGPT packing, and every target counts in the loss. This keeps every
 window full (no padding, no per-document state resets in the scan), and the model learns
 from the EOS/BOS pair that what precedes belongs to another document. The EOS -> BOS target
-is nearly free to predict and bits per byte excludes it (trainer.evaluate counts byte
-targets only), so it does not flatter the reported numbers.
+is nearly free to predict and bits per byte excludes it (trainer.evaluate counts the
+bytes of text targets only), so it does not flatter the reported numbers.
 
 Batch order: epoch e visits the windows in the permutation drawn from (seed, e); batch k
 holds the items k * batch_size ... (k + 1) * batch_size - 1 of that endless sequence. The
@@ -26,17 +26,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from trainer.tokenizer import ByteTokenizer
+from trainer.tokenizer import Tokenizer
 
 
-def token_stream(texts: Sequence[str], tokenizer: ByteTokenizer) -> np.ndarray:
+def token_stream(texts: Sequence[str], tokenizer: Tokenizer) -> np.ndarray:
     """All documents as one uint16 stream: BOS doc0 EOS BOS doc1 EOS ..."""
     if not texts:
         return np.zeros(0, dtype=np.uint16)
-    return np.concatenate([tokenizer.encode(t, bos=True, eos=True) for t in texts])
+    return np.concatenate(tokenizer.encode_batch(texts, bos=True, eos=True))
 
 
-def pack(texts: Sequence[str], seq_len: int, tokenizer: ByteTokenizer) -> torch.Tensor:
+def pack(texts: Sequence[str], seq_len: int, tokenizer: Tokenizer) -> torch.Tensor:
     """Pack documents into (n_seq, seq_len + 1) int64 windows (see module docstring)."""
     if not texts:
         raise ValueError("pack: no texts given")

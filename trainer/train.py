@@ -15,6 +15,10 @@ decayed (as in Mamba). Schedule: linear warmup, then cosine to lr * min_lr_ratio
 forward runs under bf16 autocast (weights, optimizer state and the loss stay fp32);
 ``TrainConfig.compile`` wraps the model in ``torch.compile``.
 
+Tokenizer: bytes by default; with ``ModelConfig.tokenizer="bpe"`` a fresh run learns
+byte-level BPE on its training texts before packing, a continued run (``init_from``) or a
+resumed one reuses the checkpoint's, and every checkpoint saves it as tokenizer.json.
+
 Every step appends {"step", "loss", "lr", "tokens_seen", "tok_per_s", "elapsed_s"} to
 ``out_dir/metrics.jsonl`` (a resumed run first drops the lines past its resume point) and
 logs it every ``steps / 20`` steps. Under torchrun the same function trains with DDP (see
@@ -46,6 +50,7 @@ from trainer.checkpoint import (
     CONFIG,
     CheckpointError,
     load_model,
+    load_tokenizer,
     load_train_state,
     read_config,
     save_checkpoint,
@@ -54,7 +59,7 @@ from trainer.config import ModelConfig, TrainConfig
 from trainer.data import BatchIterator, pack
 from trainer.evaluate import corpus_bpb
 from trainer.models import LanguageModel, build_model
-from trainer.tokenizer import ByteTokenizer
+from trainer.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer
 
 logger = logging.getLogger("trainer")
 
@@ -150,7 +155,7 @@ def _save_resume(out_dir: Path, model, meta: dict[str, Any], train_state: dict) 
     final = root / f"step_{meta['step']:08d}"
     tmp = root / f"{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(tmp, model, meta, train_state=train_state)
+    save_checkpoint(tmp, model, meta, train_state=train_state, tokenizer=model.tokenizer)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in root.iterdir():
@@ -167,6 +172,30 @@ def _restart_metrics(out_dir: Path, step: int) -> None:
     tmp = file.with_name(f".{METRICS}.tmp-{os.getpid()}")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, file)
+
+
+def run_tokenizer(
+    model_cfg: ModelConfig,
+    train_texts: Sequence[str],
+    init_from: Path | None,
+    resume: Path | None,
+) -> Tokenizer:
+    """The tokenizer of a run: the starting checkpoint's (``init_from``) or the interrupted
+    run's (``resume``) when there is one, never retrained; otherwise bytes, or BPE learnt
+    on ``train_texts`` with ``model_cfg.vocab_size`` ids."""
+    source = init_from if init_from is not None else resume
+    if source is not None:
+        tok = load_tokenizer(source)
+        if tok.kind != model_cfg.tokenizer:
+            raise CheckpointError(
+                source, f"holds a {tok.kind} tokenizer; the run asks for {model_cfg.tokenizer}"
+            )
+        return tok
+    if model_cfg.tokenizer == "bpe":
+        tok = BPETokenizer.train(train_texts, model_cfg.vocab_size)
+        logger.info("trained a byte-level BPE tokenizer: %d ids", tok.vocab_size)
+        return tok
+    return ByteTokenizer()
 
 
 def train(
@@ -223,9 +252,10 @@ def train(
         model.load_state_dict(init_model.state_dict())
     model.to(device)
     optimizer = make_optimizer(model, cfg)
-    batches = BatchIterator(
-        pack(train_texts, cfg.seq_len, ByteTokenizer()), cfg.batch_size, cfg.seed
-    )
+    resume = latest_resume_dir(out_dir)
+    tokenizer = run_tokenizer(model_cfg, train_texts, init_from, resume)
+    model.tokenizer = tokenizer  # travels with the model (trainer.tokenizer.tokenizer_of)
+    batches = BatchIterator(pack(train_texts, cfg.seq_len, tokenizer), cfg.batch_size, cfg.seed)
     logger.info(
         "training %d-parameter %s on %s x %d: %d sequences of %d tokens, %d steps",
         model.num_params(),
@@ -239,7 +269,6 @@ def train(
 
     # 3. Continue from resume state if a previous call was interrupted.
     step, losses, wall_before = 0, [], 0.0
-    resume = latest_resume_dir(out_dir)
     if resume is not None:
         meta = read_config(resume)
         _check_same_run(resume, meta, run_id)
@@ -309,7 +338,7 @@ def train(
                 progress(step, cfg.steps, stats)
         eval_now = cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps
         if eval_now and val_texts and rank == 0:
-            bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size)
+            bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
             logger.info("step %d val bpb %.4f", step, bpb)
         save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
         if save_now and rank == 0:
@@ -331,7 +360,9 @@ def train(
     if rank != 0:
         distributed.barrier()
         return _result_from_config(out_dir, read_config(out_dir))
-    val_bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size) if val_texts else math.nan
+    val_bpb = math.nan
+    if val_texts:
+        val_bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
     tokens_seen = step * tokens_per_step
     logger.info(
         "finished %d steps in %.1fs (%.0f tok/s); val bpb %.4f",
@@ -353,7 +384,7 @@ def train(
         "tokens_per_s": tokens_seen / wall_s if wall_s > 0 else math.nan,
         "world_size": world_size,
     }
-    save_checkpoint(out_dir, model, meta)
+    save_checkpoint(out_dir, model, meta, tokenizer=tokenizer)
     shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
     distributed.barrier()
     return _result_from_config(out_dir, meta)
