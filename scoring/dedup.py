@@ -44,6 +44,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from scoring.config import DedupConfig
+from scoring.heuristics import as_string_array
 
 _EMPTY = np.uint32(0xFFFFFFFF)  # an empty OPH bin; real values are capped one below
 _MAX_PROBES = 32  # densification probes before the circular fallback
@@ -126,16 +127,6 @@ def collision_probability(similarity: float | np.ndarray, bands: int, rows: int)
     return 1.0 - (1.0 - s**rows) ** bands
 
 
-def _as_string_array(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
-    elif not isinstance(texts, pa.Array):
-        texts = pa.array(list(texts), type=pa.string())
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        raise ValueError(f"texts must be strings, got Arrow type {texts.type}")
-    return pc.fill_null(texts, "") if texts.null_count else texts
-
-
 def shingle_hashes(
     texts: pa.Array | pa.ChunkedArray | Sequence[str], shingle_size: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +136,7 @@ def shingle_hashes(
     minimum of a multiset is the minimum of its set).
     """
     k = shingle_size
-    arr = pc.utf8_lower(_as_string_array(texts))
+    arr = pc.utf8_lower(as_string_array(texts))
     n = len(arr)
     codes, doc = _code_points(arr)
     # whitespace runs -> one space (a text of one run stays one space)
@@ -212,7 +203,7 @@ def minhash_signatures(
     texts: pa.Array | pa.ChunkedArray | Sequence[str], cfg: DedupConfig
 ) -> np.ndarray:
     """Step 2: uint32 signatures of shape (n_texts, num_perm), in batches of ``batch_docs``."""
-    arr = _as_string_array(texts)
+    arr = as_string_array(texts)
     out = np.empty((len(arr), cfg.num_perm), dtype=np.uint32)
     for lo in range(0, len(arr), cfg.batch_docs):
         part = arr.slice(lo, cfg.batch_docs)

@@ -207,7 +207,8 @@ def _char_classes() -> np.ndarray:
     return table
 
 
-def _as_string_array(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+def as_string_array(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+    """One Arrow string array (nulls as empty strings) from an Arrow array or a sequence."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
     elif not isinstance(texts, pa.Array):
@@ -416,7 +417,7 @@ def _signals_batch(arr: pa.Array) -> pa.Table:
 
 def heuristic_signals(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Table:
     """One row of signals per text (see the module docstring); null texts count as ""."""
-    arr = _as_string_array(texts)
+    arr = as_string_array(texts)
     batches = [_signals_batch(arr.slice(i, _BATCH)) for i in range(0, len(arr), _BATCH)]
     if not batches:
         return _signals_batch(pa.array([""], pa.string())).slice(0, 0)
