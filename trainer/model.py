@@ -134,13 +134,31 @@ class Block(nn.Module):
         return x + self.mixer(self.norm(x))
 
 
-class SSMLanguageModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+class TiedLanguageModel(nn.Module):
+    """What both architectures share: an embedding, a stack of residual blocks, a final
+    RMSNorm and an output head tied to the embedding. Subclasses build ``layers``."""
+
+    def __init__(self, cfg: ModelConfig, layers: nn.ModuleList):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.layers = layers
         self.norm_f = RMSNorm(cfg.d_model)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids: (batch, seqlen) int64 -> logits (batch, seqlen, vocab_size)."""
+        x = self.embedding(ids)  # (b, L, d_model)
+        for layer in self.layers:
+            x = layer(x)
+        return F.linear(self.norm_f(x), self.embedding.weight)  # tied head
+
+
+class SSMLanguageModel(TiedLanguageModel):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg, nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers)))
         self.reset_parameters()
 
     @torch.no_grad()
@@ -159,16 +177,6 @@ class SSMLanguageModel(nn.Module):
             m.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
             m.A_log.copy_(torch.log(torch.empty(self.cfg.nheads).uniform_(1, 16)))
             m.D.fill_(1.0)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def forward(self, ids: Tensor) -> Tensor:
-        """ids: (batch, seqlen) int64 -> logits (batch, seqlen, vocab_size)."""
-        x = self.embedding(ids)  # (b, L, d_model)
-        for layer in self.layers:
-            x = layer(x)
-        return F.linear(self.norm_f(x), self.embedding.weight)  # tied head
 
     def allocate_inference_cache(
         self, batch_size: int, device: torch.device | str | None = None

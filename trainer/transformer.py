@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainer.config import ModelConfig
-from trainer.model import RMSNorm
+from trainer.model import RMSNorm, TiedLanguageModel
 
 
 def rotary(x: Tensor, start: int) -> Tensor:
@@ -97,15 +97,11 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class TransformerLanguageModel(nn.Module):
+class TransformerLanguageModel(TiedLanguageModel):
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
         if cfg.arch != "transformer":
             raise ValueError(f"TransformerLanguageModel needs arch='transformer', got {cfg.arch!r}")
-        self.cfg = cfg
-        self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
-        self.norm_f = RMSNorm(cfg.d_model)
+        super().__init__(cfg, nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers)))
         self.reset_parameters()
 
     @torch.no_grad()
@@ -117,16 +113,6 @@ class TransformerLanguageModel(nn.Module):
                 nn.init.normal_(lin.weight, std=0.02)
             for lin in (layer.attn.out_proj, layer.mlp.out_proj):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def forward(self, ids: Tensor) -> Tensor:
-        """ids: (batch, seqlen) int64 -> logits (batch, seqlen, vocab_size)."""
-        x = self.embedding(ids)  # (b, L, d_model)
-        for layer in self.layers:
-            x = layer(x)
-        return F.linear(self.norm_f(x), self.embedding.weight)  # tied head
 
     def allocate_inference_cache(
         self, batch_size: int, device: torch.device | str | None = None
