@@ -44,26 +44,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from scoring.config import DedupConfig
-from scoring.heuristics import as_string_array
+from scoring.heuristics import HASH_MULTIPLIERS, as_string_array
 
 _EMPTY = np.uint32(0xFFFFFFFF)  # an empty OPH bin; real values are capped one below
 _MAX_PROBES = 32  # densification probes before the circular fallback
 _ALL_PAIRS_MAX = 32  # buckets up to this size give all pairs; bigger ones a star
 _WHITESPACE = np.array([9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x2028, 0x2029, 0x3000], np.uint64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MULT = np.array(
-    [
-        0x9E3779B97F4A7C15,
-        0xC2B2AE3D27D4EB4F,
-        0x165667B19E3779F9,
-        0xD6E8FEB86659FD93,
-        0xFF51AFD7ED558CCD,
-        0xC4CEB9FE1A85EC53,
-        0x27D4EB2F165667C5,
-        0x94D049BB133111EB,
-    ],
-    dtype=np.uint64,
-)
+_MULT = HASH_MULTIPLIERS
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

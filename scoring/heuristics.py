@@ -175,8 +175,9 @@ _TABLE_SIZE = 0x30000  # code points past this are rare; they count as symbols
 _LETTER, _DIGIT, _UPPER, _SPACE, _SYMBOL, _NON_ASCII = 1, 2, 4, 8, 16, 32
 _DUP_NGRAMS = (5, 6, 7, 8, 9, 10)  # Gopher: duplicate n-gram character fractions
 _TOP_NGRAMS = (2, 3, 4)  # Gopher: character fraction of the most frequent n-gram
-# Odd 64-bit multipliers for the polynomial hash of word-id 5-grams (and the doc id).
-_HASH_MULT = np.array(
+# Odd 64-bit multipliers for polynomial hashes: of word-id n-grams here (and the doc id),
+# of character shingles in scoring.dedup.
+HASH_MULTIPLIERS = np.array(
     [
         0x9E3779B97F4A7C15,
         0xC2B2AE3D27D4EB4F,
@@ -184,9 +185,12 @@ _HASH_MULT = np.array(
         0xD6E8FEB86659FD93,
         0xFF51AFD7ED558CCD,
         0xC4CEB9FE1A85EC53,
+        0x27D4EB2F165667C5,
+        0x94D049BB133111EB,
     ],
     dtype=np.uint64,
 )
+_DOC_MULT = HASH_MULTIPLIERS[5]
 
 
 @functools.cache
@@ -321,13 +325,13 @@ def _ngram_signals(
     cum_len = _bounds(word_len)
     out: dict[str, np.ndarray] = {}
     ids = ids.astype(np.uint64) + np.uint64(1)
-    key = doc.astype(np.uint64) * _HASH_MULT[-1]  # the text is part of every key
+    key = doc.astype(np.uint64) * _DOC_MULT  # the text is part of every key
     starts = np.arange(n, dtype=np.int64)
     for size in range(1, _DUP_NGRAMS[-1] + 1):
         valid = starts + size <= end_of[starts]
         starts, key = starts[valid], key[valid]
         with np.errstate(over="ignore"):
-            key = key * _HASH_MULT[0] + ids[starts + size - 1] * _HASH_MULT[1]
+            key = key * HASH_MULTIPLIERS[0] + ids[starts + size - 1] * HASH_MULTIPLIERS[1]
         if size not in _TOP_NGRAMS and size not in _DUP_NGRAMS:
             continue
         repeat, count = _dup_stats(key)
