@@ -9,7 +9,7 @@ LS_VENV ?= .venv-ls
 LS_VERSION := 1.23.2
 LS_STAMP := $(LS_VENV)/.label-studio-$(LS_VERSION)-installed
 
-.PHONY: venv label-studio demo test test-fast lint format clean
+.PHONY: venv label-studio browser demo test test-fast lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,17 @@ $(LS_STAMP):
 
 label-studio: $(LS_STAMP)
 
+# Headless Chromium for the report test (tests/pipelines/test_report.py); Debian's package.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found: install Debian's chromium package for the report test"; fi; }
+
 demo: $(STAMP)
 	$(BIN)/datawall demo --home $(DEMO_HOME)
 
-test: $(STAMP) $(LS_STAMP)
+test: $(STAMP) $(LS_STAMP) browser
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

@@ -194,6 +194,35 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("finished_at", _TS),
         ]
     ),
+    # `datawall experiment`: one row per trained arm x seed (pipelines/experiment.py)
+    "experiment_runs": pa.schema(
+        [
+            ("experiment_id", pa.string()),
+            ("arm", pa.string()),  # curated | random | full | heuristic
+            ("seed", pa.int32()),
+            ("n_docs", pa.int64()),
+            ("arm_tokens", pa.int64()),  # tokens in one pass over the arm's data
+            ("budget_tokens", pa.int64()),  # the shared token budget of every arm
+            ("tokens_seen", pa.int64()),
+            ("epochs", pa.float64()),  # tokens_seen / arm_tokens
+            ("capped", pa.bool_()),  # stopped at the epoch cap before the budget
+            ("final_val_bpb", pa.float64()),
+            ("model_path", pa.string()),
+            ("settings", pa.string()),
+            ("created_at", _TS),
+        ]
+    ),
+    # Validation loss against tokens seen, per arm x seed
+    "experiment_curves": pa.schema(
+        [
+            ("experiment_id", pa.string()),
+            ("arm", pa.string()),
+            ("seed", pa.int32()),
+            ("step", pa.int64()),
+            ("tokens_seen", pa.int64()),
+            ("val_bpb", pa.float64()),
+        ]
+    ),
     # MinHash signature and LSH band keys of each candidate, per dedup config (pipelines/dedup.py)
     "minhash": pa.schema(
         [
