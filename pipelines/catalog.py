@@ -6,9 +6,12 @@ Layout under the workspace::
     catalog.duckdb               views over the lake for any plain DuckDB client
     .lock                        held by the one process that writes (ingest, round, ...)
 
-Parquet files are written to a temporary name and renamed, so a crash never leaves half a
-file, and their names are deterministic (``key``), so a rerun of the same step overwrites
-its own output instead of adding to it. Readers never hold a lock: every query opens an
+The lake may instead live on any fsspec URL (``s3://bucket/prefix``; see
+:mod:`pipelines.lake`); everything here that lists, reads or writes lake files goes
+through that one filesystem. On local disk Parquet files are written to a temporary name
+and renamed; on an object store each is one PUT of the whole object. Either way a crash
+never leaves half a file, and names are deterministic (``key``), so a rerun of the same
+step overwrites its own output instead of adding to it. Readers never hold a lock: every query opens an
 in-memory DuckDB over the Parquet files, which is why ``datawall sql`` answers while a
 round is writing (DuckDB locks a database *file* against all other processes while a
 writer holds it; we never keep such a writer open).
@@ -30,6 +33,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipelines.lake import Lake, LakeError, resolve_lake
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -266,43 +271,99 @@ def load_sql(name: str) -> str:
 
 
 class Catalog:
-    """One workspace's lake. Cheap to construct; holds no open connection."""
+    """One workspace's lake. Cheap to construct; holds no open connection.
 
-    def __init__(self, home: Path | str):
+    ``lake`` overrides where the lake lives (a path or an fsspec URL); by default it comes
+    from ``$DATAWALL_LAKE``, ``storage.lake`` in ``HOME/datawall.yaml``, else ``HOME/lake``.
+    """
+
+    def __init__(self, home: Path | str, lake: str | None = None):
         self.home = Path(home).resolve()
-        self.lake = self.home / "lake"
+        self.store: Lake = resolve_lake(self.home, lake)
 
     # -- layout -------------------------------------------------------------------------
+    @property
+    def fs(self):
+        """The fsspec filesystem holding the lake (the local disk by default)."""
+        return self.store.fs
+
+    @property
+    def lake_url(self) -> str:
+        """Where the lake lives: an absolute path, or a URL such as ``s3://bucket/prefix``."""
+        return self.store.url
+
+    @property
+    def lake(self) -> Path:
+        """The lake folder, for a lake on local disk only (see :meth:`table_uri`)."""
+        if not self.store.local:
+            raise LakeError(
+                f"the lake of {self.home} is at {self.store.url}, not on local disk; "
+                "go through Catalog.fs / table_uri / files instead of local paths"
+            )
+        return Path(self.store.root)
+
     def table_dir(self, table: str) -> Path:
+        """A table's folder, for a lake on local disk only (see :meth:`table_uri`)."""
+        self._check_table(table)
+        return self.lake / table
+
+    def table_uri(self, table: str) -> str:
+        """A table's folder as a path (local) or URL (``s3://bucket/prefix/TABLE``)."""
+        return self.store.uri(self._table_path(table))
+
+    def files(self, table: str) -> list[str]:
+        """The table's data files (not its ``_schema.parquet`` marker), sorted, as URIs."""
+        pattern = self.store.path(self._table_path(table), "*.parquet")
+        paths = sorted(p for p in self.fs.glob(pattern) if not p.endswith("/_schema.parquet"))
+        return [self.store.uri(p) for p in paths]
+
+    @staticmethod
+    def _check_table(table: str) -> None:
         if table not in SCHEMAS:
             raise KeyError(f"unknown table {table!r}; tables: {', '.join(SCHEMAS)}")
-        return self.lake / table
+
+    def _table_path(self, table: str) -> str:
+        self._check_table(table)
+        return self.store.path(table)
+
+    def _marker(self, table: str) -> str:
+        return self.store.path(table, "_schema.parquet")
 
     def init(self) -> Catalog:
         """Create the lake (one empty schema file per table) and ``catalog.duckdb``. Idempotent."""
-        for table, schema in SCHEMAS.items():
-            d = self.table_dir(table)
-            d.mkdir(parents=True, exist_ok=True)
-            marker = d / "_schema.parquet"
-            if not marker.exists():
-                self._write_atomic(marker, schema.empty_table())
+        self.home.mkdir(parents=True, exist_ok=True)
+        for table in self._tables_without_marker():
+            if self.store.local:
+                Path(self._table_path(table)).mkdir(parents=True, exist_ok=True)
+            self._put(self._marker(table), SCHEMAS[table].empty_table())
         if not (self.home / "catalog.duckdb").exists():
             self.write_duckdb_file()
         return self
 
+    def _tables_without_marker(self) -> list[str]:
+        if self.store.local:
+            return [t for t in SCHEMAS if not Path(self._marker(t)).exists()]
+        # one listing instead of a request per table; on an object store a table's folder
+        # exists exactly when its marker (its first object) does
+        try:
+            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.store.root)}
+        except FileNotFoundError:
+            present = set()
+        return [t for t in SCHEMAS if t not in present]
+
     @property
     def initialised(self) -> bool:
         """True once ``init`` has run here; tables added by later versions are created on use."""
-        return (self.table_dir("candidates") / "_schema.parquet").exists()
+        return self.fs.exists(self._marker("candidates"))
 
     # -- writing ------------------------------------------------------------------------
-    def write(self, table: str, data: pa.Table, key: str) -> Path:
-        """Write ``data`` as ``lake/TABLE/KEY.parquet`` atomically; returns the path.
+    def write(self, table: str, data: pa.Table, key: str) -> str:
+        """Write ``data`` as ``TABLE/KEY.parquet`` in the lake atomically; returns its path.
 
         The schema's columns are required and cast to their types; extra columns are kept.
         Writing the same key again replaces the file, which makes reruns idempotent.
         """
-        directory = self.table_dir(table)
+        directory = self._table_path(table)
         if not _KEY_RE.match(key):
             raise ValueError(f"bad file key {key!r}: use letters, digits, '.', '_', '=', '-'")
         schema = SCHEMAS[table]
@@ -312,12 +373,28 @@ class Catalog:
         columns = [data.column(f.name).cast(f.type) for f in schema]
         extra = [n for n in data.column_names if n not in schema.names]
         out = pa.table(columns + [data.column(n) for n in extra], names=schema.names + extra)
-        path = directory / f"{key}.parquet"
-        self._write_atomic(path, out)
-        return path
+        path = self.store.path(directory, f"{key}.parquet")
+        self._put(path, out)
+        return self.store.uri(path)
 
     def exists(self, table: str, key: str) -> bool:
-        return (self.table_dir(table) / f"{key}.parquet").exists()
+        return self.fs.exists(self.store.path(self._table_path(table), f"{key}.parquet"))
+
+    def _put(self, path: str, table: pa.Table) -> None:
+        """Write one Parquet file so that readers see all of it or nothing."""
+        if self.store.local:
+            self._write_atomic(Path(path), table)
+            return
+        # Object stores have no rename, but a PUT (or a completed multipart upload) makes
+        # the whole object visible at once; so build the file in memory and send it in one
+        # go. fs.open(..., "wb") would not do: closing it after an error uploads the part
+        # written so far.
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        try:
+            self.fs.pipe_file(path, sink.getvalue().to_pybytes())
+        except (OSError, ValueError) as exc:
+            raise LakeError(f"lake {self.lake_url}: cannot write {path}: {exc}") from exc
 
     @staticmethod
     def _write_atomic(path: Path, table: pa.Table) -> None:
@@ -361,19 +438,30 @@ class Catalog:
             raise FileNotFoundError(
                 f"no datawall workspace at {self.home}: run `datawall ingest` or `datawall demo` first"
             )
-        if not all((self.table_dir(t) / "_schema.parquet").exists() for t in SCHEMAS):
+        if self._tables_without_marker():
             self.init()  # a workspace from an earlier version: add the newer, empty tables
         con = duckdb.connect(":memory:")
+        self._attach_lake(con)
         for stmt in self._base_view_sql():
             con.execute(stmt)
         for stmt in _view_sql():
             con.execute(stmt)
         return con
 
+    def _attach_lake(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let ``con`` read a lake that is not on local disk, through our fsspec filesystem."""
+        if self.store.local:
+            return
+        self.fs.invalidate_cache()  # list what is there now, not what an earlier query saw
+        con.register_filesystem(self.fs)
+        # never fetch an extension (httpfs) at run time: a path the filesystem above does
+        # not serve is an error, not a download
+        con.execute("SET autoinstall_known_extensions = false")
+
     def _base_view_sql(self) -> list[str]:
         return [
             f"CREATE OR REPLACE VIEW {table} AS SELECT *{_VIEW_ALIASES.get(table, '')} "
-            f"FROM read_parquet({_sql_literal(str(self.table_dir(table) / '*.parquet'))}, "
+            f"FROM read_parquet({_sql_literal(self.store.uri(self.store.path(table, '*.parquet')))}, "
             "union_by_name = true)"
             for table in SCHEMAS
         ]
@@ -405,6 +493,7 @@ class Catalog:
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))
         try:
+            self._attach_lake(con)
             for stmt in self._base_view_sql() + _view_sql():
                 con.execute(stmt)
         finally:

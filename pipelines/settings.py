@@ -24,6 +24,7 @@ import yaml
 
 from annotation.config import AnnotationConfig
 from pipelines.config import IngestConfig, ScoreConfig
+from pipelines.lake import StorageConfig
 from scoring.config import DedupConfig, HeuristicConfig, QualityConfig, RouteConfig
 from trainer.config import ModelConfig, TrainConfig
 
@@ -42,6 +43,7 @@ class Settings:
     route: RouteConfig = field(default_factory=RouteConfig)
     annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)  # where the lake lives
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "settings") -> Settings:
