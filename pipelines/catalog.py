@@ -313,7 +313,8 @@ class Catalog:
 
     def files(self, table: str) -> list[str]:
         """The table's data files (not its ``_schema.parquet`` marker), sorted, as URIs."""
-        pattern = self.store.path(self._table_path(table), "*.parquet")
+        self._check_table(table)
+        pattern = self.store.path(table, "*.parquet")
         paths = sorted(p for p in self.fs.glob(pattern) if not p.endswith("/_schema.parquet"))
         return [self.store.uri(p) for p in paths]
 
@@ -346,7 +347,9 @@ class Catalog:
         # one listing instead of a request per table; on an object store a table's folder
         # exists exactly when its marker (its first object) does
         try:
-            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.store.root)}
+            present = {
+                p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.store.root, detail=False)
+            }
         except FileNotFoundError:
             present = set()
         return [t for t in SCHEMAS if t not in present]
@@ -363,7 +366,7 @@ class Catalog:
         The schema's columns are required and cast to their types; extra columns are kept.
         Writing the same key again replaces the file, which makes reruns idempotent.
         """
-        directory = self._table_path(table)
+        self._check_table(table)
         if not _KEY_RE.match(key):
             raise ValueError(f"bad file key {key!r}: use letters, digits, '.', '_', '=', '-'")
         schema = SCHEMAS[table]
@@ -373,12 +376,13 @@ class Catalog:
         columns = [data.column(f.name).cast(f.type) for f in schema]
         extra = [n for n in data.column_names if n not in schema.names]
         out = pa.table(columns + [data.column(n) for n in extra], names=schema.names + extra)
-        path = self.store.path(directory, f"{key}.parquet")
+        path = self.store.path(table, f"{key}.parquet")
         self._put(path, out)
         return self.store.uri(path)
 
     def exists(self, table: str, key: str) -> bool:
-        return self.fs.exists(self.store.path(self._table_path(table), f"{key}.parquet"))
+        self._check_table(table)
+        return self.fs.exists(self.store.path(table, f"{key}.parquet"))
 
     def _put(self, path: str, table: pa.Table) -> None:
         """Write one Parquet file so that readers see all of it or nothing."""
