@@ -397,8 +397,11 @@ class Catalog:
         pq.write_table(table, sink, compression="zstd")
         try:
             self.fs.pipe_file(path, sink.getvalue().to_pybytes())
-        except (OSError, ValueError) as exc:
-            raise LakeError(f"lake {self.lake_url}: cannot write {path}: {exc}") from exc
+        except Exception as exc:  # the backend's own errors (botocore's are not OSErrors)
+            raise LakeError(
+                f"lake {self.lake_url}: cannot write {self.store.uri(path)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     @staticmethod
     def _write_atomic(path: Path, table: pa.Table) -> None:

@@ -19,7 +19,8 @@ import typer
 
 from pipelines.catalog import WorkspaceBusy
 from pipelines.cli_annotate import annotate_app
-from pipelines.cli_common import Home, err, fail, open_catalog, out, print_table
+from pipelines.cli_common import Home, Lake, err, fail, open_catalog, out, print_table, use_lake
+from pipelines.lake import LakeError
 from pipelines.settings import load_settings
 
 # No usage telemetry from the ephemeral Prefect server a laptop run starts (it also fails
@@ -50,12 +51,14 @@ def ingest_cmd(
         str | None, typer.Option(help="Field holding your own id (kept as source_id)")
     ] = None,
     home: Home = None,
+    lake: Lake = None,
 ) -> None:
     """Read a source: normalise, give stable ids, record exact duplicates, quarantine bad rows."""
     from pipelines.flows import ingest_task
     from pipelines.progress import progress_bar
     from pipelines.sources import SourceError
 
+    use_lake(home, lake)
     catalog = open_catalog(home)
     try:
         with (
@@ -66,7 +69,7 @@ def ingest_cmd(
             summary = ingest_task.fn(
                 str(catalog.home), source, role, text_field, id_field, progress=advance
             )
-    except (SourceError, ValueError, WorkspaceBusy) as exc:
+    except (SourceError, ValueError, WorkspaceBusy, LakeError) as exc:
         raise fail(str(exc)) from None
     out.print_json(data=summary)
     if summary["quarantined"]:
@@ -110,7 +113,7 @@ def dedup_cmd(home: Home = None) -> None:
     try:
         with catalog.writer("datawall dedup"):
             summary = dedup_task.fn(str(catalog.home), catalog.current_round())
-    except (ValueError, WorkspaceBusy) as exc:
+    except (ValueError, WorkspaceBusy, LakeError) as exc:
         raise fail(str(exc)) from None
     out.print_json(data=summary)
 
@@ -297,12 +300,14 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the demo corpus")] = 0,
     budget: Annotated[int | None, typer.Option(help="Max hard cases sent to experts")] = None,
     home: Home = None,
+    lake: Lake = None,
 ) -> None:
     """Build the offline demo corpus (Python's own docstrings + junk), ingest it, run one round."""
     from pipelines.demo_corpus import build_demo_corpus
     from pipelines.flows import curation_round
 
     start = time.time()
+    use_lake(home, lake)
     catalog = open_catalog(home)
     catalog.init()
     data_dir = catalog.home / "demo-data"

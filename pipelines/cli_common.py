@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.catalog import Catalog
+from pipelines.lake import LakeError, record_lake
 from pipelines.settings import resolve_home
 
 out = Console(width=None if sys.stdout.isatty() else 160)  # logs: no 80-column squeeze
@@ -24,8 +25,30 @@ Home = Annotated[
 ]
 
 
+Lake = Annotated[
+    str | None,
+    typer.Option(
+        "--lake",
+        help="Keep this workspace's Parquet lake at this fsspec URL (s3://bucket/prefix, "
+        "file:///path); recorded in HOME/datawall.yaml [default: HOME/lake]",
+    ),
+]
+
+
+def use_lake(home: Path | None, lake: str | None) -> None:
+    """Record ``--lake`` as the workspace's lake before anything opens the catalog."""
+    if lake:
+        try:
+            record_lake(resolve_home(home), lake)
+        except (ValueError, LakeError) as exc:
+            raise fail(str(exc), 2) from None
+
+
 def open_catalog(home: Path | None, must_exist: bool = False) -> Catalog:
-    catalog = Catalog(resolve_home(home))
+    try:
+        catalog = Catalog(resolve_home(home))
+    except (ValueError, LakeError) as exc:  # a bad storage setting, a missing fsspec backend
+        raise fail(str(exc), 2) from None
     if must_exist and not catalog.initialised:
         err.print(f"[red]error:[/] no datawall workspace at {catalog.home}")
         raise typer.Exit(2)

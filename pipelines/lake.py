@@ -201,3 +201,39 @@ def resolve_lake(
         raise LakeError(f"lake {url}: name a bucket (and a prefix), e.g. {protocol}://bucket/lake")
     logger.debug("lake at %s (options: %s)", url, ", ".join(sorted(merged)) or "none")
     return Lake(url=fs.unstrip_protocol(root), fs=fs, root=root, local=False)
+
+
+def record_lake(home: Path, url: str) -> Lake:
+    """Make ``url`` the workspace's lake by writing ``storage.lake`` in ``HOME/datawall.yaml``.
+
+    Every later command, flow task and worker then finds the lake from HOME alone. A
+    workspace whose lake already holds tables elsewhere is refused: moving a lake is a copy
+    (``aws s3 sync``, ``gsutil rsync``, ``cp -r``) and then an edit of ``storage.lake``, so
+    that one workspace never ends up split over two lakes.
+    """
+    home = Path(home).expanduser().resolve()
+    if "://" not in url or fsspec.utils.get_protocol(url) in ("file", "local"):
+        url = str(Path(LocalFileSystem._strip_protocol(url)).expanduser().resolve())
+    wanted = resolve_lake(home, url)
+    current = resolve_lake(home)
+    if current.url == wanted.url:
+        return current
+    env = os.environ.get(LAKE_ENV, "").strip()
+    if env:
+        raise ValueError(f"--lake {url} contradicts ${LAKE_ENV}={env}; give one of them")
+    if current.fs.exists(current.path("candidates", "_schema.parquet")):
+        raise ValueError(
+            f"workspace {home} already keeps its lake at {current.url}; to move it, copy the "
+            f"lake to {wanted.url} and set storage.lake in {home / CONFIG_FILE}"
+        )
+    path = home / CONFIG_FILE
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    raw = raw if isinstance(raw, dict) else {}
+    storage = raw.get("storage") if isinstance(raw.get("storage"), dict) else {}
+    raw["storage"] = {**storage, "lake": wanted.url}
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    logger.info("workspace %s: lake at %s (recorded in %s)", home, wanted.url, path)
+    return wanted

@@ -190,8 +190,13 @@ def test_env_lake_api_and_empty_tables(tmp_path, s3, monkeypatch):
 def test_missing_bucket_is_a_clear_error(tmp_path, s3, monkeypatch):
     _, _, endpoint = s3
     monkeypatch.setenv("DATAWALL_LAKE_OPTIONS", json.dumps({"endpoint_url": endpoint}))
-    with pytest.raises(LakeError, match="s3://no-such-bucket-here/lake"):
-        Catalog(tmp_path, lake="s3://no-such-bucket-here/lake").init()
+    lake = "s3://no-such-bucket-here/lake"
+    with pytest.raises(LakeError, match=f"lake {lake}: cannot write {lake}/"):
+        Catalog(tmp_path / "a", lake=lake).init()
+    monkeypatch.setenv("DATAWALL_LAKE", lake)
+    result = runner.invoke(app, ["ingest", str(source(tmp_path)), "--home", str(tmp_path / "b")])
+    assert result.exit_code == 1 and f"lake {lake}: cannot write" in result.output
+    assert "NoSuchBucket" in result.output or "FileNotFoundError" in result.output
 
 
 def test_credentials_in_settings_are_refused(tmp_path, monkeypatch):
@@ -209,11 +214,13 @@ def test_credentials_in_settings_are_refused(tmp_path, monkeypatch):
         Catalog(tmp_path / "other", lake="s3://b/l")
 
 
-def test_file_url_lake_is_local_and_atomic(tmp_path, monkeypatch):
+def test_file_url_lake_is_local_atomic_and_recorded(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATAWALL_LAKE", raising=False)
     lake = tmp_path / "elsewhere" / "lake"
-    monkeypatch.setenv("DATAWALL_LAKE", lake.as_uri())  # file:///...
     home = tmp_path / "home"
-    invoke("ingest", str(source(tmp_path)), "--id-field", "id", "--home", str(home))
+    src = str(source(tmp_path))
+    invoke("ingest", src, "--id-field", "id", "--home", str(home), "--lake", lake.as_uri())
+    assert load_settings(home).storage.lake == str(lake)  # later commands need no flag
     assert sql(home, "SELECT count(*) AS n FROM candidates") == [{"n": 5}]
     catalog = Catalog(home)
     assert catalog.lake == lake and catalog.store.local
@@ -221,3 +228,21 @@ def test_file_url_lake_is_local_and_atomic(tmp_path, monkeypatch):
     assert len(catalog.files("quarantine")) == 1
     assert not (home / "lake").exists()
     assert not list(lake.rglob("*.tmp"))
+    # the same lake again is fine; another one would split the workspace, so it is refused
+    invoke("ingest", src, "--home", str(home), "--lake", str(lake))
+    moved = runner.invoke(
+        app, ["ingest", src, "--home", str(home), "--lake", str(tmp_path / "other")]
+    )
+    assert moved.exit_code == 2 and "already keeps its lake at" in moved.output
+
+
+def test_memory_url_lake_goes_through_fsspec(tmp_path):
+    """Any fsspec filesystem works, not only S3: the in-process memory one here."""
+    from tests.pipelines.test_catalog import quarantine_rows
+
+    catalog = Catalog(tmp_path, lake=f"memory://datawall-{uuid.uuid4().hex[:8]}/lake").init()
+    assert not catalog.store.local
+    written = catalog.write("quarantine", quarantine_rows(2), "a")
+    assert catalog.files("quarantine") == [written]
+    assert catalog.scalar("SELECT count(*) FROM quarantine") == 2
+    assert catalog.scalar("SELECT count(*) FROM candidates") == 0
