@@ -11,9 +11,9 @@ The lake may instead live on any fsspec URL (``s3://bucket/prefix``; see
 through that one filesystem. On local disk Parquet files are written to a temporary name
 and renamed; on an object store each is one PUT of the whole object. Either way a crash
 never leaves half a file, and names are deterministic (``key``), so a rerun of the same
-step overwrites its own output instead of adding to it. Readers never hold a lock: every query opens an
-in-memory DuckDB over the Parquet files, which is why ``datawall sql`` answers while a
-round is writing (DuckDB locks a database *file* against all other processes while a
+step overwrites its own output instead of adding to it. Readers never hold a lock: every
+query opens an in-memory DuckDB over the Parquet files, which is why ``datawall sql``
+answers while a round is writing (DuckDB locks a database *file* against all other processes while a
 writer holds it; we never keep such a writer open).
 """
 
@@ -466,12 +466,14 @@ class Catalog:
         con.execute("SET autoinstall_known_extensions = false")
 
     def _base_view_sql(self) -> list[str]:
-        return [
-            f"CREATE OR REPLACE VIEW {table} AS SELECT *{_VIEW_ALIASES.get(table, '')} "
-            f"FROM read_parquet({_sql_literal(self.store.uri(self.store.path(table, '*.parquet')))}, "
-            "union_by_name = true)"
-            for table in SCHEMAS
-        ]
+        statements = []
+        for table in SCHEMAS:
+            files = _sql_literal(self.store.uri(self.store.path(table, "*.parquet")))
+            statements.append(
+                f"CREATE OR REPLACE VIEW {table} AS SELECT *{_VIEW_ALIASES.get(table, '')} "
+                f"FROM read_parquet({files}, union_by_name = true)"
+            )
+        return statements
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         con = self.connect()

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import yaml
@@ -183,6 +184,10 @@ def resolve_lake(
     if "://" not in url or protocol in ("file", "local"):
         path = Path(LocalFileSystem._strip_protocol(url))
         return _local(path if path.is_absolute() else base / path)
+    if urlsplit(url).password:
+        raise ValueError(
+            "the lake URL carries a password; give credentials the backend's standard way"
+        )
     merged = {**config.options, **_env_options(), **dict(options or {})}
     if options:
         StorageConfig(options=dict(options))  # refuse credentials from code too
@@ -195,7 +200,10 @@ def resolve_lake(
         ) from None
     # A fresh instance per catalog: fsspec caches instances (and their directory listings)
     # per process, and a listing cached before another process wrote would hide its files.
-    fs = fs_class(skip_instance_cache=True, **merged)
+    try:
+        fs = fs_class(skip_instance_cache=True, **merged)
+    except (TypeError, ValueError) as exc:
+        raise LakeError(f"lake {url}: bad storage options {sorted(merged)}: {exc}") from None
     root = fs._strip_protocol(url).rstrip("/")
     if not root:
         raise LakeError(f"lake {url}: name a bucket (and a prefix), e.g. {protocol}://bucket/lake")

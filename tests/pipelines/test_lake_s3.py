@@ -212,6 +212,8 @@ def test_credentials_in_settings_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("DATAWALL_LAKE_OPTIONS", json.dumps({"token": "x"}))
     with pytest.raises(ValueError, match="DATAWALL_LAKE_OPTIONS"):
         Catalog(tmp_path / "other", lake="s3://b/l")
+    with pytest.raises(ValueError, match="carries a password"):
+        Catalog(tmp_path / "other", lake="ftp://me:hunter2@example.org/lake")
 
 
 def test_file_url_lake_is_local_atomic_and_recorded(tmp_path, monkeypatch):
