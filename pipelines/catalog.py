@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import time
@@ -35,6 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.lake import Lake, LakeError, resolve_lake
+
+logger = logging.getLogger("pipelines")
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -243,6 +246,9 @@ SCHEMAS: dict[str, pa.Schema] = {
 # Extra columns some views expose: `candidates.id` is the documented short name of candidate_id.
 _VIEW_ALIASES = {"candidates": ", candidate_id AS id"}
 
+# Next to catalog.duckdb: the lake its views read, so that moving the lake rewrites them.
+_DUCKDB_LAKE_FILE = ".catalog-lake"
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]*$")
 
 
@@ -337,9 +343,16 @@ class Catalog:
             if self.store.local:
                 Path(self._table_path(table)).mkdir(parents=True, exist_ok=True)
             self._put(self._marker(table), SCHEMAS[table].empty_table())
-        if not (self.home / "catalog.duckdb").exists():
-            self.write_duckdb_file()
+        if not (self.home / "catalog.duckdb").exists() or self._duckdb_file_lake() != self.lake_url:
+            self.write_duckdb_file()  # new, or its views still point at where the lake was
         return self
+
+    def _duckdb_file_lake(self) -> str:
+        """The lake ``catalog.duckdb``'s views were written for (from ``.catalog-lake``)."""
+        try:
+            return (self.home / _DUCKDB_LAKE_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:  # written before lakes could move: the default lake
+            return str(self.home / "lake")
 
     def _tables_without_marker(self) -> list[str]:
         if self.store.local:
@@ -447,6 +460,11 @@ class Catalog:
             )
         if self._tables_without_marker():
             self.init()  # a workspace from an earlier version: add the newer, empty tables
+        elif self._duckdb_file_lake() != self.lake_url:
+            try:  # the lake moved: point catalog.duckdb at its new place
+                self.write_duckdb_file()
+            except (OSError, duckdb.Error) as exc:  # a read-only HOME must still answer queries
+                logger.warning("could not rewrite %s/catalog.duckdb: %s", self.home, exc)
         con = duckdb.connect(":memory:")
         self._attach_lake(con)
         for stmt in self._base_view_sql():
@@ -513,4 +531,5 @@ class Catalog:
                 break
             except OSError:  # pragma: no cover - a client had it open on a platform that cares
                 time.sleep(0.1)
+        (self.home / _DUCKDB_LAKE_FILE).write_text(self.lake_url + "\n", encoding="utf-8")
         return path

@@ -164,7 +164,7 @@ class Lake:
 
 
 def _local(path: Path) -> Lake:
-    root = str(path.expanduser().resolve())
+    root = os.path.abspath(path.expanduser())  # keeps a symlinked lake folder as named
     return Lake(url=root, fs=LocalFileSystem(), root=root, local=True)
 
 
@@ -221,7 +221,7 @@ def record_lake(home: Path, url: str) -> Lake:
     """
     home = Path(home).expanduser().resolve()
     if "://" not in url or fsspec.utils.get_protocol(url) in ("file", "local"):
-        url = str(Path(LocalFileSystem._strip_protocol(url)).expanduser().resolve())
+        url = os.path.abspath(Path(LocalFileSystem._strip_protocol(url)).expanduser())
     wanted = resolve_lake(home, url)
     current = resolve_lake(home)
     if current.url == wanted.url:

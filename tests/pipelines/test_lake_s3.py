@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import uuid
 from pathlib import Path
 
 import boto3
+import duckdb
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -22,6 +24,7 @@ from pipelines.catalog import Catalog
 from pipelines.cli import app
 from pipelines.lake import LakeError, StorageConfig
 from pipelines.settings import load_settings
+from tests.pipelines.test_catalog import quarantine_rows
 
 DUMMY_KEY = "AKIADATAWALLTEST0000"
 DUMMY_SECRET = "datawall-dummy-secret-never-stored"
@@ -44,10 +47,12 @@ ROWS = [
 ]
 
 runner = CliRunner()
+OUTPUTS: list[str] = []  # everything the commands printed, to look for leaked secrets
 
 
 def invoke(*args: str):
     result = runner.invoke(app, list(args), catch_exceptions=False)
+    OUTPUTS.append(result.output)
     assert result.exit_code == 0, result.output
     return result
 
@@ -78,9 +83,29 @@ def s3(s3_endpoint, monkeypatch):
     return client, bucket, s3_endpoint
 
 
+@pytest.fixture
+def pipeline_logs():
+    """Every message the ``pipelines`` logger emits, down to DEBUG, during the test."""
+    records: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: records.append(record.getMessage())
+    lib_logger = logging.getLogger("pipelines")
+    level = lib_logger.level
+    lib_logger.addHandler(handler)
+    lib_logger.setLevel(logging.DEBUG)
+    yield records
+    lib_logger.removeHandler(handler)
+    lib_logger.setLevel(level)
+
+
 def keys(client, bucket: str) -> list[str]:
+    return sorted(objects(client, bucket))
+
+
+def objects(client, bucket: str) -> dict[str, str]:
+    """Every object in the bucket: key -> ETag (which changes when an object is rewritten)."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+    return {obj["Key"]: obj["ETag"] for page in pages for obj in page.get("Contents", [])}
 
 
 def source(tmp_path: Path) -> Path:
@@ -93,7 +118,7 @@ def sql(home: Path, query: str) -> list[dict]:
     return json.loads(invoke("sql", query, "--format", "json", "--home", str(home)).stdout)
 
 
-def test_ingest_dedup_and_sql_on_s3(tmp_path, s3, caplog):
+def test_ingest_dedup_and_sql_on_s3(tmp_path, s3, pipeline_logs):
     client, bucket, endpoint = s3
     home = tmp_path / "home"
     home.mkdir()
@@ -111,10 +136,8 @@ def test_ingest_dedup_and_sql_on_s3(tmp_path, s3, caplog):
     assert load_settings(home).storage.lake == f"s3://{bucket}/team/lake"
     src = source(tmp_path)
 
-    with caplog.at_level(logging.DEBUG):
-        first = json.loads(
-            invoke("ingest", str(src), "--id-field", "id", "--home", str(home)).stdout
-        )
+    OUTPUTS.clear()
+    first = json.loads(invoke("ingest", str(src), "--id-field", "id", "--home", str(home)).stdout)
     assert first["quarantined"] == 1
     after_ingest = keys(client, bucket)
     dedup = invoke("dedup", "--home", str(home))
@@ -133,28 +156,29 @@ def test_ingest_dedup_and_sql_on_s3(tmp_path, s3, caplog):
         ("e", "near_duplicate", "d"),
     ]
 
-    # a rerun adds nothing: same rows, same objects
-    objects = keys(client, bucket)
+    # a rerun adds nothing: same rows, and no object written again
+    before = objects(client, bucket)
     again = json.loads(invoke("ingest", str(src), "--id-field", "id", "--home", str(home)).stdout)
     assert again["added"] == 0
-    assert keys(client, bucket) == objects
+    assert objects(client, bucket) == before
     assert sql(home, "SELECT count(*) AS n FROM candidates") == [{"n": 5}]
 
     # every object is under the prefix, one folder per table, no temporary names
-    assert all(k.startswith("team/lake/") for k in objects)
-    tables = {k.split("/")[2] for k in objects}
+    assert all(k.startswith("team/lake/") for k in before)
+    tables = {k.split("/")[2] for k in before}
     assert {"candidates", "quarantine", "decisions", "minhash", "rounds"} <= tables
-    assert not [k for k in objects if ".tmp" in k or k.rsplit("/", 1)[-1].startswith(".")]
-    assert set(after_ingest) < set(objects)  # dedup wrote signatures and decisions
+    assert not [k for k in before if ".tmp" in k or k.rsplit("/", 1)[-1].startswith(".")]
+    assert set(after_ingest) < set(before)  # dedup wrote signatures and decisions
     assert not (home / "lake").exists()  # nothing went to the local default
 
-    # the catalog file names the S3 lake; no credential anywhere in the workspace or logs
-    catalog_sql = (home / "catalog.duckdb").read_bytes()
-    assert f"s3://{bucket}/team/lake/candidates".encode() in catalog_sql
+    # the catalog file's views read the S3 lake; no credential in the workspace or the logs
+    assert f"'s3://{bucket}/team/lake/candidates/*.parquet'" in view_sql(home / "catalog.duckdb")
     for path in home.rglob("*"):
         if path.is_file():
             assert DUMMY_SECRET.encode() not in path.read_bytes(), path
-    assert DUMMY_SECRET not in caplog.text
+    assert any(f"lake at s3://{bucket}/team/lake" in r for r in pipeline_logs)
+    assert not [r for r in pipeline_logs if DUMMY_SECRET in r]
+    assert OUTPUTS and not [o for o in OUTPUTS if DUMMY_SECRET in o]
 
 
 def test_env_lake_api_and_empty_tables(tmp_path, s3, monkeypatch):
@@ -169,8 +193,6 @@ def test_env_lake_api_and_empty_tables(tmp_path, s3, monkeypatch):
     # empty tables read through their schema markers
     assert catalog.scalar("SELECT count(*) FROM scores") == 0
     assert catalog.files("quarantine") == []
-
-    from tests.pipelines.test_catalog import quarantine_rows
 
     written = catalog.write("quarantine", quarantine_rows(3), "batch-1")
     catalog.write("quarantine", quarantine_rows(3), "batch-1")  # a rerun: the same object
@@ -231,17 +253,32 @@ def test_file_url_lake_is_local_atomic_and_recorded(tmp_path, monkeypatch):
     assert not (home / "lake").exists()
     assert not list(lake.rglob("*.tmp"))
     # the same lake again is fine; another one would split the workspace, so it is refused
-    invoke("ingest", src, "--home", str(home), "--lake", str(lake))
+    invoke("ingest", src, "--id-field", "id", "--home", str(home), "--lake", str(lake))
     moved = runner.invoke(
         app, ["ingest", src, "--home", str(home), "--lake", str(tmp_path / "other")]
     )
     assert moved.exit_code == 2 and "already keeps its lake at" in moved.output
 
+    # moving a lake: copy it, point storage.lake at the copy; catalog.duckdb follows
+    assert str(lake / "candidates") in view_sql(home / "catalog.duckdb")
+    copy = tmp_path / "moved" / "lake"
+    shutil.copytree(lake, copy)
+    (home / "datawall.yaml").write_text(yaml.safe_dump({"storage": {"lake": str(copy)}}))
+    assert sql(home, "SELECT count(*) AS n FROM candidates") == [{"n": 5}]
+    assert str(copy / "candidates") in view_sql(home / "catalog.duckdb")
+
+
+def view_sql(path: Path) -> str:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'candidates'")
+        return rows.fetchall()[0][0]
+    finally:
+        con.close()
+
 
 def test_memory_url_lake_goes_through_fsspec(tmp_path):
     """Any fsspec filesystem works, not only S3: the in-process memory one here."""
-    from tests.pipelines.test_catalog import quarantine_rows
-
     catalog = Catalog(tmp_path, lake=f"memory://datawall-{uuid.uuid4().hex[:8]}/lake").init()
     assert not catalog.store.local
     written = catalog.write("quarantine", quarantine_rows(2), "a")
