@@ -6,6 +6,7 @@ whose sections override the defaults of each component's config dataclass::
 
     train: {steps: 200}
     route: {budget: 100, margin: 0.5}
+    storage: {lake: "s3://bucket/prefix"}   # the lake elsewhere (pipelines/lake.py)
 
 The settings in force are saved with every round (``rounds.settings``), so any round can be
 reproduced from the catalog alone.
