@@ -285,3 +285,17 @@ def test_memory_url_lake_goes_through_fsspec(tmp_path):
     assert catalog.files("quarantine") == [written]
     assert catalog.scalar("SELECT count(*) FROM quarantine") == 2
     assert catalog.scalar("SELECT count(*) FROM candidates") == 0
+
+
+def test_default_lake_is_home_lake_as_before(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATAWALL_LAKE", raising=False)
+    catalog = Catalog(tmp_path).init()
+    assert catalog.lake == tmp_path.resolve() / "lake" and catalog.store.local
+    written = catalog.write("quarantine", quarantine_rows(1), "a")
+    assert written == str(catalog.table_dir("quarantine") / "a.parquet")
+    # a workspace from before lakes could move has no .catalog-lake: its file is kept as is
+    (catalog.home / ".catalog-lake").unlink()
+    duckdb_file = catalog.home / "catalog.duckdb"
+    stamp = duckdb_file.stat().st_mtime_ns
+    assert catalog.scalar("SELECT count(*) FROM quarantine") == 1
+    assert duckdb_file.stat().st_mtime_ns == stamp
