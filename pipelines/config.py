@@ -32,9 +32,10 @@ class ScoreConfig:
     batch_tokens: int = 16_384
     shard_rows: int = 2_000
     max_rule_negatives: int = 500
+    memory_limit_mb: int = 256  # DuckDB's limit while streaming shards; it spills past it
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "batch_tokens", "shard_rows"):
+        for name in ("max_bytes", "batch_tokens", "shard_rows", "memory_limit_mb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"score.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_rule_negatives < 0:

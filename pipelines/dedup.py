@@ -161,7 +161,7 @@ def dedup(
     members = encoded.dictionary  # the bucketed candidate ids, one each
 
     # 3. signatures and ranks of the bucketed candidates only
-    con = _connect(catalog, cfg)
+    con = bounded_connection(catalog, cfg.memory_limit_mb)
     try:
         con.register("members", pa.table({"candidate_id": members}))
         meta = con.sql(load_sql("dedup_members"), params={"config": digest}).to_arrow_table()
@@ -213,19 +213,19 @@ def dedup(
     return report
 
 
-def _connect(catalog: Catalog, cfg: DedupConfig):
-    """A catalog connection under ``cfg.memory_limit_mb`` that spills to ``HOME/.duckdb-tmp``."""
+def bounded_connection(catalog: Catalog, memory_limit_mb: int):
+    """A catalog connection under ``memory_limit_mb`` that spills to ``HOME/.duckdb-tmp``."""
     spill = str(catalog.home / ".duckdb-tmp").replace("'", "''")
     con = catalog.connect()
     # SET takes no bound parameters; both values are ours (a validated int, a path)
-    con.execute(f"SET memory_limit = '{int(cfg.memory_limit_mb)}MB'")
+    con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
     con.execute(f"SET temp_directory = '{spill}'")
     return con
 
 
 def _buckets(catalog: Catalog, cfg: DedupConfig, digest: str) -> pa.ChunkedArray:
     """Step 2: the candidate ids of every LSH bucket holding two or more."""
-    con = _connect(catalog, cfg)
+    con = bounded_connection(catalog, cfg.memory_limit_mb)
     try:
         table = con.sql(load_sql("dedup_buckets"), params={"config": digest}).to_arrow_table()
     finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
+from pipelines.dedup import bounded_connection
 from pipelines.modelling import ModelRef, load_scorer, trusted_texts
 from pipelines.progress import note, progress_bar
 from pipelines.settings import Settings
@@ -294,15 +296,13 @@ def score_candidates(
     bar: Bar,
 ) -> int:
     """Step 4: score every candidate the round still has to score; returns how many."""
-    todo = catalog.named("to_score", [round_])
-    if todo.num_rows == 0:
+    total = count_to_score(catalog, round_)
+    if total == 0:
         return 0
     model, ref = load_scorer(current), load_scorer(reference)
     quality = QualityModel.load(bar.quality_model)
-    shard = settings.score.shard_rows
-    with progress_bar(f"score round {round_}", todo.num_rows) as advance:
-        for start in range(0, todo.num_rows, shard):
-            part = todo.slice(start, shard)
+    with progress_bar(f"score round {round_}", total) as advance:
+        for part in to_score_shards(catalog, settings, round_):
             ids = part.column("candidate_id").to_pylist()
             key = f"r{round_:04d}-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
             if not catalog.exists("scores", key):
@@ -311,7 +311,51 @@ def score_candidates(
                 )
                 catalog.write("scores", table, key)
             advance(part.num_rows)
-    return todo.num_rows
+    return total
+
+
+def count_to_score(catalog: Catalog, round_: int) -> int:
+    return int(catalog.scalar(f"SELECT count(*) FROM ({load_sql('to_score')})", [round_]))
+
+
+def to_score_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterator[pa.Table]:
+    """The candidates the round still has to score, in id order, ``score.shard_rows`` at a time.
+
+    Streamed from DuckDB (which sorts out of core under ``score.memory_limit_mb``), so
+    memory follows the shard, not the pool. Files written while iterating are not seen:
+    the query's file list is fixed when it starts.
+    """
+    con = bounded_connection(catalog, settings.score.memory_limit_mb)
+    try:
+        reader = con.sql(load_sql("to_score"), params=[round_]).to_arrow_reader(
+            settings.score.shard_rows
+        )
+        for batch in reader:
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+    finally:
+        con.close()
+
+
+def rule_step(texts: pa.Array | pa.ChunkedArray, settings: Settings) -> tuple[pa.Table, pa.Array]:
+    """Heuristic signals of ``texts`` and the first failing rule of each (null: passes)."""
+    signals = heuristic_signals(texts)
+    return signals, rule_reasons(signals, settings.heuristics)
+
+
+def rule_scan(catalog: Catalog, settings: Settings, round_: int) -> tuple[int, int]:
+    """The rule part of step 4 alone, over every candidate still to score: (seen, failing).
+
+    Reads the shards the score step reads and runs the same ``rule_step``, writing nothing
+    (no model needed): what the rules would reject this round, and a measure of the
+    step's memory and speed (``benchmarks/memory_scale.py``).
+    """
+    seen = failing = 0
+    for part in to_score_shards(catalog, settings, round_):
+        _, reasons = rule_step(part.column("text"), settings)
+        seen += len(reasons)
+        failing += len(reasons) - reasons.null_count
+    return seen, failing
 
 
 def score_shard(
@@ -327,8 +371,7 @@ def score_shard(
 ) -> pa.Table:
     """Score one shard (``candidate_id``, ``text``) → a ``scores`` table."""
     texts = part.column("text")
-    signals = heuristic_signals(texts)
-    reasons = rule_reasons(signals, settings.heuristics)
+    signals, reasons = rule_step(texts, settings)
     passing = np.asarray(pc.is_null(reasons).to_numpy(zero_copy_only=False), dtype=bool)
     n = part.num_rows
     loss_model = np.full(n, np.nan)
