@@ -41,11 +41,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
 from scoring.config import DedupConfig
-from scoring.dedup import band_keys, bucket_pairs, cluster_pairs, lsh_shape, minhash_signatures
+from scoring.dedup import ClusterBuilder, band_keys, lsh_shape, minhash_signatures
 
 logger = logging.getLogger("pipelines")
 
@@ -147,68 +146,40 @@ def dedup(
     report = DedupReport(config=digest)
     report.signed = sign_new(catalog, cfg, round_, progress)
 
-    # 2. global buckets, out of core
-    buckets = _buckets(catalog, cfg, digest)
-    buckets = (
-        buckets.combine_chunks() if buckets.num_chunks else pa.array([], pa.list_(pa.string()))
-    )
-    report.buckets = len(buckets)
-    if len(buckets) == 0:
-        logger.info("dedup: %d signed, no LSH collisions", report.signed)
-        return report
-    flat = buckets.flatten()
-    encoded = pc.dictionary_encode(flat)
-    members = encoded.dictionary  # the bucketed candidate ids, one each
-
-    # 3. signatures and ranks of the bucketed candidates only
     con = bounded_connection(catalog, cfg.memory_limit_mb)
     try:
-        con.register("members", pa.table({"candidate_id": members}))
-        meta = con.sql(load_sql("dedup_members"), params={"config": digest}).to_arrow_table()
+        # 2. global buckets, out of core; their members numbered in keep order
+        con.execute(load_sql("dedup_bucketed"), {"config": digest})
+        con.execute(load_sql("dedup_members"))
+        n = _members(con, digest)
+        if n == 0:
+            logger.info("dedup: %d signed, no LSH collisions", report.signed)
+            return report
+        # 3. cluster: signatures of the bucketed candidates only, buckets streamed in batches
+        builder = ClusterBuilder(_signatures(con, digest, n, cfg.num_perm), cfg)
+        report.buckets = _stream_buckets(con, builder, cfg.cluster_batch)
+        clusters = builder.finish()
+        report.candidate_pairs = clusters.n_candidate_pairs
+        report.verified_pairs = clusters.n_verified_pairs
+        dup = clusters.duplicate_of
+        in_cluster = dup >= 0
+        in_cluster[dup[dup >= 0]] = True
+        report.clustered = int(in_cluster.sum())
+
+        # 4. decisions for new non-representatives (validation is never rejected)
+        flags = con.sql(
+            "SELECT role = 'validation' AS validation, decided FROM members ORDER BY node"
+        ).to_arrow_table()
+        validation = flags.column("validation").to_numpy(zero_copy_only=False).astype(bool)
+        decided = flags.column("decided").to_numpy(zero_copy_only=False).astype(bool)
+        is_dup = (dup >= 0) & ~validation
+        report.already_rejected = int((is_dup & decided).sum())
+        new = np.flatnonzero(is_dup & ~decided)
+        report.rejected = len(new)
+        if len(new):
+            _write_decisions(catalog, con, new, dup[new], clusters.similarity[new], round_, cfg)
     finally:
         con.close()
-    if meta.num_rows != len(members):
-        raise RuntimeError(
-            f"dedup: {len(members) - meta.num_rows} bucketed candidate(s) have no candidate "
-            f"row or signature for config {digest}; the lake is inconsistent"
-        )
-    # meta is in rank order; index every bucket member by its rank
-    rank_of = pc.index_in(members, value_set=meta.column("candidate_id").combine_chunks())
-    rank_of = rank_of.to_numpy(zero_copy_only=False)
-    member_rank = rank_of[encoded.indices.to_numpy(zero_copy_only=False)]
-    offsets = buckets.offsets.to_numpy() - buckets.offsets[0].as_py()
-    i, j = bucket_pairs(member_rank, offsets)
-    sig = _signatures(meta.column("signature"), cfg.num_perm)
-    clusters = cluster_pairs(sig, i, j, np.arange(meta.num_rows), cfg)
-    report.candidate_pairs = clusters.n_candidate_pairs
-    report.verified_pairs = clusters.n_verified_pairs
-    dup = clusters.duplicate_of
-    in_cluster = dup >= 0
-    in_cluster[dup[dup >= 0]] = True
-    report.clustered = int(in_cluster.sum())
-
-    # 4. decisions for new non-representatives (validation is never rejected)
-    roles = meta.column("role").to_numpy(zero_copy_only=False)
-    decided = meta.column("decided").to_numpy(zero_copy_only=False).astype(bool)
-    is_dup = (dup >= 0) & (roles != "validation")
-    report.already_rejected = int((is_dup & decided).sum())
-    new = np.flatnonzero(is_dup & ~decided)
-    report.rejected = len(new)
-    if len(new):
-        ids = meta.column("candidate_id")
-        table = _decisions(
-            ids.take(pa.array(new)),
-            ids.take(pa.array(dup[new])),
-            clusters.similarity[new],
-            round_,
-        )
-        key = (
-            f"r{round_:04d}-dedup-"
-            + hashlib.sha256(
-                "\n".join(table.column("candidate_id").to_pylist()).encode()
-            ).hexdigest()[:16]
-        )
-        catalog.write("decisions", table, key)
     logger.info("dedup: %s", report.summary())
     return report
 
@@ -223,23 +194,100 @@ def bounded_connection(catalog: Catalog, memory_limit_mb: int):
     return con
 
 
-def _buckets(catalog: Catalog, cfg: DedupConfig, digest: str) -> pa.ChunkedArray:
-    """Step 2: the candidate ids of every LSH bucket holding two or more."""
-    con = bounded_connection(catalog, cfg.memory_limit_mb)
-    try:
-        table = con.sql(load_sql("dedup_buckets"), params={"config": digest}).to_arrow_table()
-    finally:
-        con.close()
-    return table.column("ids")
+def _members(con, digest: str) -> int:
+    """How many candidates are bucketed; checks each has a candidate row and a signature."""
+    bucketed = con.sql("SELECT count(DISTINCT candidate_id) FROM bucketed").fetchall()[0][0]
+    members = con.sql("SELECT count(*) FROM members").fetchall()[0][0]
+    signed = con.sql(
+        "SELECT count(DISTINCT m.candidate_id) FROM members m "
+        "SEMI JOIN minhash s ON s.candidate_id = m.candidate_id AND s.config = $config",
+        params={"config": digest},
+    ).fetchall()[0][0]
+    if not bucketed == members == signed:
+        raise RuntimeError(
+            f"dedup: of {bucketed} bucketed candidate(s), {bucketed - members} have no candidate "
+            f"row and {members - signed} no signature for config {digest}; "
+            "the lake is inconsistent"
+        )
+    return int(members)
 
 
-def _signatures(column: pa.ChunkedArray, width: int) -> np.ndarray:
-    """Binary signature blobs → a uint32 matrix (rows, width)."""
-    fixed = column.combine_chunks().cast(pa.binary(width * 4))
-    data = fixed.buffers()[1]
-    start = fixed.offset * width * 4
-    raw = np.frombuffer(data, dtype="<u4", count=len(fixed) * width, offset=start)
-    return raw.reshape(len(fixed), width)
+def _signatures(con, digest: str, n: int, width: int) -> np.ndarray:
+    """The uint32 signature matrix (n, width) of the members, row = node, streamed in."""
+    out = np.empty((n, width), dtype=np.uint32)
+    reader = con.sql(
+        "SELECT any_value(s.signature) AS signature FROM members m "
+        "JOIN minhash s ON s.candidate_id = m.candidate_id AND s.config = $config "
+        "GROUP BY m.node ORDER BY m.node",
+        params={"config": digest},
+    ).to_arrow_reader(65536)
+    row = 0
+    for batch in reader:
+        fixed = batch.column("signature").cast(pa.binary(width * 4))
+        raw = np.frombuffer(
+            fixed.buffers()[1],
+            dtype="<u4",
+            count=len(fixed) * width,
+            offset=fixed.offset * width * 4,
+        )
+        out[row : row + len(fixed)] = raw.reshape(len(fixed), width)
+        row += len(fixed)
+    if row != n:
+        raise RuntimeError(f"dedup: read {row} signatures for {n} bucketed candidates")
+    return out
+
+
+def _stream_buckets(con, builder: ClusterBuilder, batch: int) -> int:
+    """Feed every bucket (its members' nodes) to ``builder``, ``batch`` buckets at a time."""
+    reader = con.sql(
+        "SELECT list(m.node) AS nodes FROM bucketed b JOIN members m USING (candidate_id) "
+        "GROUP BY b.key"
+    ).to_arrow_reader(batch)
+    total = 0
+    for part in reader:
+        lists = part.column("nodes")
+        if len(lists) == 0:
+            continue
+        offsets = lists.offsets.to_numpy()
+        members = lists.values.to_numpy()[offsets[0] : offsets[-1]]
+        builder.add_buckets(members, offsets - offsets[0])
+        total += len(lists)
+    return total
+
+
+def _write_decisions(
+    catalog: Catalog,
+    con,
+    nodes: np.ndarray,
+    kept: np.ndarray,
+    similarity: np.ndarray,
+    round_: int,
+    cfg: DedupConfig,
+) -> None:
+    """Step 4's rows, ``cfg.cluster_batch`` per file named by round and the rejected ids."""
+    con.register(
+        "rejected",
+        pa.table(
+            {"node": nodes, "kept": kept, "similarity": similarity, "seq": np.arange(len(nodes))}
+        ),
+    )
+    reader = con.sql(
+        "SELECT m.candidate_id, k.candidate_id AS duplicate_of, r.similarity FROM rejected r "
+        "JOIN members m ON m.node = r.node JOIN members k ON k.node = r.kept ORDER BY r.seq"
+    ).to_arrow_reader(cfg.cluster_batch)
+    for part in reader:
+        if part.num_rows == 0:
+            continue
+        ids = part.column("candidate_id")
+        table = _decisions(
+            ids, part.column("duplicate_of"), part.column("similarity").to_numpy(), round_
+        )
+        key = (
+            f"r{round_:04d}-dedup-"
+            + hashlib.sha256("\n".join(ids.to_pylist()).encode()).hexdigest()[:16]
+        )
+        catalog.write("decisions", table, key)
+    con.unregister("rejected")
 
 
 def _decisions(

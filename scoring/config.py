@@ -276,6 +276,7 @@ class DedupConfig(_DictConfig):
     verify: bool = True  # drop LSH pairs whose estimated similarity is below threshold
     batch_docs: int = 1024  # texts signed per batch (bounds memory; small batches stay in cache)
     memory_limit_mb: int = 512  # DuckDB's limit for the global bucket join; it spills past it
+    cluster_batch: int = 65_536  # LSH buckets clustered (and decisions written) per batch
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -318,6 +319,9 @@ class DedupConfig(_DictConfig):
             self.recall_weight,
         )
         _require(self.batch_docs >= 1, f"{name}.batch_docs", "must be >= 1", self.batch_docs)
+        _require(
+            self.cluster_batch >= 1, f"{name}.cluster_batch", "must be >= 1", self.cluster_batch
+        )
         _require(
             self.memory_limit_mb >= 64,
             f"{name}.memory_limit_mb",

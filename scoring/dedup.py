@@ -379,6 +379,79 @@ def cluster_pairs(
     return Clusters(dup.astype(np.int64), sims, n_candidates, len(i))
 
 
+def union_roots(parent: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Roots of ``nodes`` in the forest ``parent`` (pointer jumping); compresses their paths."""
+    root = parent[nodes]
+    while True:
+        up = parent[root]
+        if np.array_equal(up, root):
+            break
+        root = up
+    parent[nodes] = root
+    return root
+
+
+def union_merge(parent: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
+    """Join the trees of every edge (i, j) in place; a tree's root is always its smallest node.
+
+    A vectorised union-find: each pass finds both roots of every edge and hooks the larger
+    root under the smaller (``np.minimum.at`` settles edges that hook the same root), until
+    every edge has one root. Roots only ever decrease, so the loop ends.
+    """
+    while len(i):
+        ri, rj = union_roots(parent, i), union_roots(parent, j)
+        apart = ri != rj
+        if not apart.any():
+            return
+        i, j, ri, rj = i[apart], j[apart], ri[apart], rj[apart]
+        np.minimum.at(parent, np.maximum(ri, rj), np.minimum(ri, rj))
+
+
+class ClusterBuilder:
+    """Step 4 over buckets that arrive in batches: memory O(nodes), not O(buckets or pairs).
+
+    Nodes are numbered in keep order (node 0 is kept before node 1, ...), so the smallest
+    node of a cluster, the root of its union-find tree, is the one kept. Feed every bucket
+    exactly once (``add_buckets``), in any batches; ``finish`` gives the same ``Clusters``
+    as ``cluster_pairs`` over all pairs at once with ``rank = arange(n)``. Only verified
+    pairs' endpoints are merged; pair counts are kept exact by a compacted set of packed
+    (i, j) keys (8 bytes per distinct candidate pair).
+    """
+
+    def __init__(self, signatures: np.ndarray, cfg: DedupConfig):
+        self.signatures = signatures
+        self.cfg = cfg
+        if len(signatures) >= 2**31:
+            raise ValueError(f"{len(signatures)} nodes: pairs are packed in 64 bits, 2**31 at most")
+        self.parent = np.arange(len(signatures), dtype=np.int64)
+        self._kept = np.zeros(0, np.int64)  # distinct packed candidate pairs so far
+        self._verified = np.zeros(0, np.int64)  # distinct packed verified pairs so far
+
+    def add_buckets(self, members: np.ndarray, offsets: np.ndarray) -> None:
+        """One batch of buckets: bucket b holds nodes ``members[offsets[b]:offsets[b+1]]``."""
+        i, j = bucket_pairs(members, offsets)
+        if not len(i):
+            return
+        packed = (i << np.int64(32)) | j
+        new = np.setdiff1d(packed, self._kept, assume_unique=True)  # pairs not yet verified
+        self._kept = np.union1d(self._kept, new)
+        i, j = new >> np.int64(32), new & np.int64(0xFFFFFFFF)
+        if self.cfg.verify:
+            ok = verify_pairs(self.signatures, i, j, self.cfg.threshold) >= self.cfg.threshold
+            i, j = i[ok], j[ok]
+        self._verified = np.union1d(self._verified, (i << np.int64(32)) | j)
+        union_merge(self.parent, i, j)
+
+    def finish(self) -> Clusters:
+        n = len(self.parent)
+        rep = union_roots(self.parent, np.arange(n))
+        dup = np.where(rep == np.arange(n), -1, rep)
+        sims = np.full(n, np.nan)
+        is_dup = dup >= 0
+        sims[is_dup] = verify_pairs(self.signatures, np.flatnonzero(is_dup), dup[is_dup], 0.0)
+        return Clusters(dup.astype(np.int64), sims, len(self._kept), len(self._verified))
+
+
 def near_duplicates(
     signatures: np.ndarray, cfg: DedupConfig, rank: np.ndarray | None = None
 ) -> Clusters:
