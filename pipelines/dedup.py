@@ -13,22 +13,27 @@ Design: dedup is global by construction and incremental across rounds.
    ids, so a killed run resumes, a rerun signs nothing, and a later round hashes only its
    new candidates. This is the only per-document work, and it needs no shared state, so a
    Dask/Ray sharding (issue 7) can run it per shard and write the same files.
-2. **Buckets**: one DuckDB ``GROUP BY (band, key)`` over *all* stored band keys returns the
-   buckets holding two or more candidates (``sql/dedup_buckets.sql``). DuckDB aggregates
-   out of core, and this single global join is what makes a new candidate meet everything
-   already in the catalog: no per-worker or per-batch index that could miss a duplicate
-   in another shard.
+2. **Buckets**: one DuckDB ``GROUP BY`` over *all* stored band keys finds the buckets
+   holding two or more candidates (``sql/dedup_bucketed.sql``) and keeps their (key,
+   candidate) rows in a temporary table; the bucketed candidates get a node number in keep
+   order: validation, then trusted, then pool; earliest ingested first, then first in its
+   source file, then candidate id (``sql/dedup_members.sql``). DuckDB aggregates out of
+   core under ``dedup.memory_limit_mb``, and this single global join is what makes a new
+   candidate meet everything already in the catalog: no per-worker or per-batch index that
+   could miss a duplicate in another shard.
 3. **Cluster** only the bucketed candidates (memory grows with the duplicates, not the
-   pool): verify candidate pairs by signature agreement, connect them, and keep the lowest
-   ranked member of each cluster: validation, then trusted, then pool; earliest ingested
-   first, then first in its source file, then candidate id. So a pool text near a
-   validation text is always the one rejected and can never leak the validation set into
-   training.
+   pool): their signatures are read into one uint32 matrix (row = node), and the buckets
+   stream out of DuckDB ``dedup.cluster_batch`` at a time as lists of nodes; each batch's
+   candidate pairs are verified by signature agreement and joined in a numpy union-find
+   whose roots are the smallest node, i.e. the member kept (``scoring.dedup.ClusterBuilder``).
+   So a pool text near a validation text is always the one rejected and can never leak the
+   validation set into training. No Python object per candidate or per pair.
 4. **Decide**: every other member (validation texts are never rejected) that has no
    ``near_duplicate`` decision yet gets ``reject / near_duplicate``, ``decided_by`` =
    ``dedup``, ``duplicate_of`` = the kept candidate and ``similarity`` = the estimated
-   Jaccard similarity to it. A rerun finds nothing new and writes nothing. ``to_score``
-   skips decided candidates, so the score step never sees them.
+   Jaccard similarity to it, written ``dedup.cluster_batch`` rows per file (ids joined
+   back in DuckDB). A rerun finds nothing new and writes nothing. ``to_score`` skips
+   decided candidates, so the score step never sees them.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ and clustered globally afterwards (see ``pipelines/dedup.py``):
    ``components`` (connected components of verified pairs) → ``representatives``: the
    member of lowest rank is kept, every other member points to it. The caller gives the
    rank (pipelines: validation, then trusted, then pool; earliest first; then id).
+   ``ClusterBuilder`` does the same over buckets that arrive in batches, with a numpy
+   union-find over node numbers given in rank order (the smallest node of a tree is kept).
 
 ``near_duplicates`` runs steps 3-4 in memory for one table of signatures.
 """
