@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
 from pipelines.config import IngestConfig
 from pipelines.sources import RawRow, Source, open_source
 
@@ -177,15 +178,13 @@ def ingest(
         f"{source.name}\x1f{source.fingerprint}\x1f{role}\x1f{text_field}\x1f{id_field}".encode()
     ).hexdigest()[:16]
 
-    kept = _kept_hashes(catalog)
-    existing_ids = set(catalog.query("SELECT candidate_id FROM candidates").column(0).to_pylist())
     seen_bad = {
         (r["row"], r["reason"])
         for r in catalog.query(
             "SELECT row, reason FROM quarantine WHERE source = ?", [source.name]
         ).to_pylist()
     }
-    occurrences: Counter = Counter()
+    occurrences = Occurrences()
 
     for index, batch in enumerate(_batched(source.rows(), cfg.batch_rows)):
         key = f"{ingest_id}-{index:05d}"
@@ -193,10 +192,8 @@ def ingest(
         if catalog.exists("candidates", key):
             report.batches_skipped += 1
             # replay the occurrence counts so later batches get the same ids as before
-            for raw in batch:
-                result = validate_row(raw, text_field, id_field, cfg)
-                if isinstance(result, _Good):
-                    occurrences[content_hash(result.text)] += 1
+            results = [validate_row(raw, text_field, id_field, cfg) for raw in batch]
+            occurrences.add([content_hash(r.text) for r in results if isinstance(r, _Good)])
             report.already_present += len(batch)
             if progress:
                 progress(len(batch))
@@ -211,8 +208,6 @@ def ingest(
             id_field,
             cfg,
             round_,
-            kept,
-            existing_ids,
             seen_bad,
             occurrences,
             report,
@@ -222,23 +217,62 @@ def ingest(
     return report
 
 
-def _kept_hashes(catalog: Catalog) -> dict[str, tuple[str, str]]:
-    """content_hash → (candidate_id, role) of the kept copy, for every stored candidate."""
-    rows = catalog.query(
-        """
-        SELECT c.content_hash, min_by(c.candidate_id, c.ingested_at) AS candidate_id,
-               min_by(c.role, c.ingested_at) AS role
-        FROM candidates c
-        WHERE c.candidate_id NOT IN (
-            SELECT candidate_id FROM decisions WHERE reason = 'exact_duplicate'
-        )
-        GROUP BY c.content_hash
-        """
-    )
-    return {
+class Occurrences:
+    """How often each content hash has occurred in the source so far (ids of rows without a
+    user id count them: ``#1``, ``#2``, ...).
+
+    Sorted numpy arrays of 16-byte hashes and int32 counts, merged once per batch: 20
+    bytes per distinct text instead of a ``Counter``'s ~150, so ingest memory stays flat
+    in the size of the source.
+    """
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype="S16")
+        self.counts = np.empty(0, dtype=np.int32)
+
+    def add(self, hashes: list[str]) -> np.ndarray:
+        """Count one occurrence of each hex hash, in order; return each one's number (1-based)."""
+        if not hashes:
+            return np.zeros(0, dtype=np.int64)
+        keys = np.array([bytes.fromhex(h) for h in hashes], dtype="S16")
+        uniq, inverse, per = np.unique(keys, return_inverse=True, return_counts=True)
+        # k-th occurrence of a hash inside the batch: position among the rows with that hash
+        order = np.argsort(inverse, kind="stable")
+        group_start = np.repeat(np.cumsum(per) - per, per)
+        within = np.empty(len(keys), dtype=np.int64)
+        within[order] = np.arange(len(keys)) - group_start
+        pos = np.searchsorted(self.keys, uniq)
+        found = pos < len(self.keys)
+        found[found] = self.keys[pos[found]] == uniq[found]
+        before = np.zeros(len(uniq), dtype=np.int64)
+        before[found] = self.counts[pos[found]]
+        self.counts[pos[found]] += per[found].astype(np.int32)
+        self.keys = np.insert(self.keys, pos[~found], uniq[~found])
+        self.counts = np.insert(self.counts, pos[~found], per[~found].astype(np.int32))
+        return before[inverse] + within + 1
+
+
+def _lookup(
+    catalog: Catalog, hashes: list[str], ids: list[str]
+) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """For one batch: content_hash → (candidate_id, role) of the kept copy already stored,
+    and which of ``ids`` are already stored. One query per batch, so memory follows the
+    batch, not the catalog."""
+    con = catalog.connect()
+    try:
+        con.register("batch_hashes", pa.table({"content_hash": pa.array(hashes, pa.string())}))
+        con.register("batch_ids", pa.table({"candidate_id": pa.array(ids, pa.string())}))
+        rows = con.sql(load_sql("ingest_kept")).to_arrow_table()
+        present = con.sql(
+            "SELECT DISTINCT candidate_id FROM candidates SEMI JOIN batch_ids USING (candidate_id)"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    kept = {
         h: (cid, role)
         for h, cid, role in zip(*(rows.column(i).to_pylist() for i in range(3)), strict=True)
     }
+    return kept, set(present.column(0).to_pylist())
 
 
 def _ingest_batch(
@@ -251,18 +285,27 @@ def _ingest_batch(
     id_field: str | None,
     cfg: IngestConfig,
     round_: int,
-    kept: dict[str, tuple[str, str]],
-    existing_ids: set[str],
     seen_bad: set[tuple[int, str]],
-    occurrences: Counter,
+    occurrences: Occurrences,
     report: IngestReport,
 ) -> None:
     stamp = now()
     cands: list[dict[str, Any]] = []
     dups: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
-    for raw in batch:
-        result = validate_row(raw, text_field, id_field, cfg)
+    # ids first (they depend on occurrence counts), then one catalog lookup for the batch
+    results = [validate_row(raw, text_field, id_field, cfg) for raw in batch]
+    hashes = [content_hash(r.text) for r in results if isinstance(r, _Good)]
+    numbers = occurrences.add(hashes)
+    ids = [
+        candidate_id(source.name, r.source_id if id_field is not None else f"#{k}", chash)
+        for r, chash, k in zip(
+            (r for r in results if isinstance(r, _Good)), hashes, numbers.tolist(), strict=True
+        )
+    ]
+    kept, existing_ids = _lookup(catalog, hashes, ids)
+    good = iter(zip(hashes, ids, strict=True))
+    for result in results:
         if isinstance(result, _Bad):
             report.quarantine_reasons[result.reason] += 1
             if (result.row, result.reason) in seen_bad:
@@ -282,10 +325,7 @@ def _ingest_batch(
                 }
             )
             continue
-        chash = content_hash(result.text)
-        occurrences[chash] += 1
-        id_key = result.source_id if id_field is not None else f"#{occurrences[chash]}"
-        cid = candidate_id(source.name, id_key, chash)
+        chash, cid = next(good)
         if cid in existing_ids:
             report.already_present += 1
             continue
