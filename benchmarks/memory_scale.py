@@ -168,6 +168,7 @@ def child(pool: Path, work: Path) -> dict:
 
     def step(name: str, fn) -> None:
         _reset_peak()
+        out[f"{name}_start_mb"] = _status_mb("VmRSS")
         t0, c0 = time.perf_counter(), time.process_time()
         facts[name] = fn()
         out[f"{name}_s"] = time.perf_counter() - t0

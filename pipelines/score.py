@@ -319,11 +319,11 @@ def count_to_score(catalog: Catalog, round_: int) -> int:
 
 
 def to_score_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterator[pa.Table]:
-    """The candidates the round still has to score, in id order, ``score.shard_rows`` at a time.
+    """The candidates the round still has to score, ``score.shard_rows`` at a time.
 
-    Streamed from DuckDB (which sorts out of core under ``score.memory_limit_mb``), so
-    memory follows the shard, not the pool. Files written while iterating are not seen:
-    the query's file list is fixed when it starts.
+    Streamed from DuckDB under ``score.memory_limit_mb`` and unsorted (``sql/to_score.sql``),
+    so memory follows the shard, not the pool. Files written while iterating are not
+    seen: the query's file list is fixed when it starts.
     """
     con = bounded_connection(catalog, settings.score.memory_limit_mb)
     try:
