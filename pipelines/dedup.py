@@ -218,16 +218,20 @@ def _members(con, digest: str) -> int:
 
 
 def _signatures(con, digest: str, n: int, width: int) -> np.ndarray:
-    """The uint32 signature matrix (n, width) of the members, row = node, streamed in."""
+    """The uint32 signature matrix (n, width) of the members, row = node, streamed in.
+
+    Unsorted and unaggregated, so DuckDB holds no copy: each row lands at its node (a
+    candidate signed twice under one config has the same signature twice).
+    """
     out = np.empty((n, width), dtype=np.uint32)
+    seen = np.zeros(n, dtype=bool)
     reader = con.sql(
-        "SELECT any_value(s.signature) AS signature FROM members m "
-        "JOIN minhash s ON s.candidate_id = m.candidate_id AND s.config = $config "
-        "GROUP BY m.node ORDER BY m.node",
+        "SELECT m.node, s.signature FROM minhash s "
+        "JOIN members m ON s.candidate_id = m.candidate_id WHERE s.config = $config",
         params={"config": digest},
     ).to_arrow_reader(65536)
-    row = 0
     for batch in reader:
+        nodes = batch.column("node").to_numpy()
         fixed = batch.column("signature").cast(pa.binary(width * 4))
         raw = np.frombuffer(
             fixed.buffers()[1],
@@ -235,10 +239,10 @@ def _signatures(con, digest: str, n: int, width: int) -> np.ndarray:
             count=len(fixed) * width,
             offset=fixed.offset * width * 4,
         )
-        out[row : row + len(fixed)] = raw.reshape(len(fixed), width)
-        row += len(fixed)
-    if row != n:
-        raise RuntimeError(f"dedup: read {row} signatures for {n} bucketed candidates")
+        out[nodes] = raw.reshape(len(fixed), width)
+        seen[nodes] = True
+    if not seen.all():
+        raise RuntimeError(f"dedup: {int((~seen).sum())} bucketed candidate(s) have no signature")
     return out
 
 

@@ -275,7 +275,7 @@ class DedupConfig(_DictConfig):
     scheme: str = "oph"  # "oph" | "kperm"
     verify: bool = True  # drop LSH pairs whose estimated similarity is below threshold
     batch_docs: int = 1024  # texts signed per batch (bounds memory; small batches stay in cache)
-    memory_limit_mb: int = 512  # DuckDB's limit for the global bucket join; it spills past it
+    memory_limit_mb: int = 256  # DuckDB's limit for the global bucket join; it spills past it
     cluster_batch: int = 65_536  # LSH buckets clustered (and decisions written) per batch
 
     def __post_init__(self) -> None:
