@@ -232,26 +232,34 @@ def main() -> None:
             shutil.rmtree(args.work / f"run-{n}", ignore_errors=True)
             pool.unlink()
 
-    print(f"\n## Peak RSS per step (MB), {args.pool} pool, one process per size\n")
+    print_tables(rows, args.pool)
+
+
+def print_tables(rows: list[tuple[int, dict]], pool: str) -> None:
+    print(f"\n## Peak RSS per step (MB), {pool} pool, one process per size\n")
     print(
-        "| docs | ingest | sign | buckets + cluster + decide | rules | whole run | "
-        "wall s | CPU s | docs/s | LSH buckets ≥ 2 | candidate pairs | near dups | exact dups |"
+        "| docs | after imports | ingest | sign | buckets + cluster + decide | rules | whole run "
+        "| × 1st size | wall s | CPU s | docs/s (CPU) | LSH buckets ≥ 2 | candidate pairs "
+        "| near dups | exact dups |"
     )
-    print("|---:|" + "---:|" * 12)
+    print("|---:|" + "---:|" * 14)
+    first = rows[0][1]["peak_rss_mb"] if rows else 1.0
     for n, r in rows:
         wall = sum(r[f"{s}_s"] for s in STEPS)
         cpu = sum(r[f"{s}_cpu_s"] for s in STEPS)
         peaks = " | ".join(f"{r[f'{s}_peak_mb']:,.0f}" for s in STEPS)
         print(
-            f"| {n:,} | {peaks} | {r['peak_rss_mb']:,.0f} | {wall:,.1f} | {cpu:,.1f} | "
-            f"{n / wall:,.0f} | {r['buckets']:,} | {r['candidate_pairs']:,} | "
-            f"{r['near_duplicates']:,} | {r['exact_duplicates']:,} |"
+            f"| {n:,} | {r['start_rss_mb']:,.0f} | {peaks} | {r['peak_rss_mb']:,.0f} | "
+            f"{r['peak_rss_mb'] / first:.2f} | {wall:,.1f} | {cpu:,.1f} | {n / cpu:,.0f} | "
+            f"{r['buckets']:,} | {r['candidate_pairs']:,} | {r['near_duplicates']:,} | "
+            f"{r['exact_duplicates']:,} |"
         )
-    print("\n## Seconds per step (wall)\n")
+    print("\n## Seconds per step (wall / CPU)\n")
     print("| docs | " + " | ".join(STEPS) + " |")
     print("|---:|" + "---:|" * len(STEPS))
     for n, r in rows:
-        print(f"| {n:,} | " + " | ".join(f"{r[f'{s}_s']:,.1f}" for s in STEPS) + " |")
+        cells = " | ".join(f"{r[f'{s}_s']:,.1f} / {r[f'{s}_cpu_s']:,.1f}" for s in STEPS)
+        print(f"| {n:,} | {cells} |")
 
 
 if __name__ == "__main__":
