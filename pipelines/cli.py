@@ -20,6 +20,7 @@ import typer
 from pipelines.catalog import WorkspaceBusy
 from pipelines.cli_annotate import annotate_app
 from pipelines.cli_common import Home, Lake, err, fail, open_catalog, out, print_table, use_lake
+from pipelines.cli_experiment import experiment_cmd
 from pipelines.lake import LakeError
 from pipelines.settings import load_settings
 
@@ -34,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(annotate_app, name="annotate")
+app.command("experiment")(experiment_cmd)
 
 
 # -- ingest -------------------------------------------------------------------------------

@@ -40,3 +40,47 @@ class ScoreConfig:
                 raise ValueError(f"score.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_rule_negatives < 0:
             raise ValueError("score.max_rule_negatives must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """``datawall experiment``: curation rounds, then fresh models trained on each arm.
+
+    ``tokens`` is the shared training budget T of every arm (0: ``epoch_cap`` passes over the
+    smallest arm, so no arm repeats its data more than the cap). The model fields left at 0
+    take ``model:`` / ``train:``'s value, so a smaller model than the loop's can be measured
+    on a CPU (``experiment: {d_model: 64, n_layers: 2}``).
+    """
+
+    rounds: int = 2
+    seeds: int = 3
+    tokens: int = 0
+    epoch_cap: float = 4.0
+    eval_points: int = 10  # validation evaluations per budget (plus one at the end)
+    warmup_frac: float = 0.1
+    d_model: int = 0
+    n_layers: int = 0
+    d_state: int = 0
+    headdim: int = 0
+    batch_size: int = 0
+    seq_len: int = 0
+    lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0:
+            raise ValueError(f"experiment.rounds must be >= 0, got {self.rounds}")
+        if self.seeds < 1:
+            raise ValueError(f"experiment.seeds must be >= 1, got {self.seeds}")
+        if self.tokens < 0:
+            raise ValueError(f"experiment.tokens must be > 0 (or 0 for auto), got {self.tokens}")
+        if not self.epoch_cap > 0:
+            raise ValueError(f"experiment.epoch_cap must be > 0, got {self.epoch_cap}")
+        if self.eval_points < 1:
+            raise ValueError(f"experiment.eval_points must be >= 1, got {self.eval_points}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"experiment.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        for name in ("d_model", "n_layers", "d_state", "headdim", "batch_size", "seq_len", "lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"experiment.{name} must be >= 0 (0: inherit), got {getattr(self, name)}"
+                )

@@ -21,7 +21,9 @@ resumed one reuses the checkpoint's, and every checkpoint saves it as tokenizer.
 
 Every step appends {"step", "loss", "lr", "tokens_seen", "tok_per_s", "elapsed_s"} to
 ``out_dir/metrics.jsonl`` (a resumed run first drops the lines past its resume point) and
-logs it every ``steps / 20`` steps. Under torchrun the same function trains with DDP (see
+logs it every ``steps / 20`` steps. Every validation (each ``eval_every`` steps and at the
+end) appends {"step", "tokens_seen", "val_bpb"} to ``out_dir/evals.jsonl``, the curve of
+validation loss against tokens seen. Under torchrun the same function trains with DDP (see
 trainer.distributed).
 """
 
@@ -65,6 +67,7 @@ logger = logging.getLogger("trainer")
 
 RESUME_DIR = "resume"
 METRICS = "metrics.jsonl"
+EVALS = "evals.jsonl"  # validation bits per byte against tokens seen
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
@@ -164,14 +167,22 @@ def _save_resume(out_dir: Path, model, meta: dict[str, Any], train_state: dict) 
 
 
 def _restart_metrics(out_dir: Path, step: int) -> None:
-    """Keep only the metrics of steps <= ``step`` (the point a resumed run continues from)."""
-    file = out_dir / METRICS
-    if not file.exists():
-        return
-    kept = [line for line in file.read_text().splitlines() if json.loads(line)["step"] <= step]
-    tmp = file.with_name(f".{METRICS}.tmp-{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, file)
+    """Keep only the metrics and evals of steps <= ``step`` (where a resumed run continues)."""
+    for name in (METRICS, EVALS):
+        file = out_dir / name
+        if not file.exists():
+            continue
+        lines = file.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line)["step"] <= step]
+        tmp = file.with_name(f".{name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, file)
+
+
+def _log_eval(out_dir: Path, step: int, tokens_seen: int, val_bpb: float) -> None:
+    record = {"step": step, "tokens_seen": tokens_seen, "val_bpb": val_bpb}
+    with open(out_dir / EVALS, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def run_tokenizer(
@@ -340,6 +351,7 @@ def train(
         if eval_now and val_texts and rank == 0:
             bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
             logger.info("step %d val bpb %.4f", step, bpb)
+            _log_eval(out_dir, step, step * tokens_per_step, bpb)
         save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
         if save_now and rank == 0:
             meta = run_id | {
@@ -364,6 +376,8 @@ def train(
     if val_texts:
         val_bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
     tokens_seen = step * tokens_per_step
+    if val_texts:
+        _log_eval(out_dir, step, tokens_seen, val_bpb)
     logger.info(
         "finished %d steps in %.1fs (%.0f tok/s); val bpb %.4f",
         step,

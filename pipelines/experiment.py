@@ -1,0 +1,476 @@
+"""``datawall experiment``: does the curated data train a better model at equal compute?
+
+The measurement the issue asks for, built into the product (results in the catalog tables
+``experiment_runs`` and ``experiment_curves``, summaries in the views
+``experiment_summary`` and ``experiment_tokens_to_target``):
+
+1. **Ingest** the pool, validation and trusted sources (idempotent).
+2. **Curate**: run ``curation_round`` until the workspace has ``rounds`` finished rounds.
+   With an oracle field, every queued hard case is answered by the simulated expert
+   (``pipelines.studio.simulate``) after each round; without one they stay pending.
+3. **Arms**, all drawn from the pool (the validation set is never trained on; the trusted
+   set is in no arm, so the arms differ only in how the pool was filtered):
+
+   - ``curated``: pool candidates whose latest decision is accept (rules, bar or experts),
+     with the experts' corrected text where they fixed it;
+   - ``random``: a seeded uniform sample of pool candidates with the same number of
+     *tokens* as ``curated`` (documents vary from a 3-word fragment to a sentence repeated
+     25 times, so equal tokens, not equal documents, gives both the same repetition);
+   - ``full``: every ingested pool candidate (exact duplicates included, quarantine not);
+   - ``heuristic``: pool candidates no heuristic rule and no exact/near dedup rejected
+     (no model-based decision).
+
+   The selection is frozen in ``HOME/experiments/ID/arms.json`` the first time, so a
+   resumed experiment trains on the same data.
+4. **Train** a fresh model per arm x seed at the same token budget T (byte tokens, so a
+   token is a byte for every arm), evaluating validation bits per byte every T /
+   ``eval_points`` tokens. Repetition is counted (``epochs`` = tokens seen / arm tokens)
+   and capped: with repetition past about 4 epochs extra passes are worth less than new
+   data (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models"), so an arm
+   whose T would exceed ``epoch_cap`` passes trains a shorter run that stops at the cap
+   (``capped``). The default T is ``epoch_cap`` passes over the smallest arm, so no arm
+   is capped.
+5. **Tokens-to-target**: the tokens at which the curated arm's mean-over-seeds curve first
+   reaches the full arm's mean final bpb (linear interpolation between evaluations),
+   and its ratio to T (``experiment_tokens_to_target`` in ``pipelines/sql/views.sql``).
+
+Resumable: the experiment id is a digest of the sources and the settings; a finished arm x
+seed (its ``experiment_runs`` file) is skipped, a killed one resumes from the trainer's last
+checkpoint in ``HOME/experiments/ID/ARM-sSEED``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+
+from pipelines import studio
+from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.flows import curation_round, ingest_task, workspace
+from pipelines.progress import note, step_bar
+from pipelines.settings import Settings, load_settings, resolve_home
+from scoring.heuristics import RULE_REASONS
+from trainer.config import ModelConfig, TrainConfig
+from trainer.train import EVALS, train
+
+logger = logging.getLogger("pipelines")
+
+ARMS = ("curated", "random", "full", "heuristic")
+DEDUP_REASONS = ("exact_duplicate", "near_duplicate")
+MANIFEST = "arms.json"
+
+
+class ExperimentError(ValueError):
+    """A bad option or an experiment that cannot run (e.g. an empty arm)."""
+
+
+@dataclass(frozen=True)
+class Sources:
+    pool: str
+    validation: str
+    trusted: str
+    text_field: str = "text"
+    id_field: str | None = None
+
+
+@dataclass(frozen=True)
+class Arm:
+    """The data of one arm for one seed (only ``random`` differs between seeds)."""
+
+    name: str
+    seed: int
+    candidate_ids: list[str]
+    texts: list[str]
+
+    @property
+    def tokens(self) -> int:
+        return count_tokens(self.texts)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How long one arm x seed trains: ``steps`` of ``tokens_per_step`` tokens."""
+
+    budget_tokens: int  # the shared budget T, in whole steps
+    steps: int
+    capped: bool
+    eval_every: int
+    tokens_per_step: int
+
+
+# -- options and identity ------------------------------------------------------------------
+def with_options(settings: Settings, **options: Any) -> Settings:
+    """``settings`` with the CLI's experiment options applied (None: keep the setting)."""
+    overrides = {f"experiment.{k}": v for k, v in options.items() if v is not None}
+    try:
+        return settings.with_overrides(overrides) if overrides else settings
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def _source_digest(spec: str) -> Any:
+    """A file's content hash; a folder or ``hf:`` source by name (read again by ingest)."""
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        return spec
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def experiment_id(
+    sources: Sources, settings: Settings, oracle_field: str | None, budget: int | None
+) -> str:
+    """Deterministic id from the sources' contents, the settings and the options.
+
+    The number of seeds is left out: asking for more seeds later extends the same
+    experiment instead of starting a new one.
+    """
+    cfg = settings.to_dict()
+    cfg["experiment"] = {k: v for k, v in cfg["experiment"].items() if k != "seeds"}
+    parts = {
+        "sources": {
+            role: _source_digest(getattr(sources, role))
+            for role in ("pool", "validation", "trusted")
+        },
+        "fields": [sources.text_field, sources.id_field, oracle_field],
+        "budget": budget,
+        "settings": cfg,
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    return "exp-" + digest.hexdigest()[:12]
+
+
+# -- step 1-2: ingest and curate --------------------------------------------------------------
+def check_sources(catalog: Catalog, oracle_field: str | None, text_field: str) -> None:
+    """After ingest: a pool and a validation set exist, and the oracle field is in the pool."""
+    n_pool = catalog.scalar("SELECT count(*) FROM candidates WHERE role = 'pool'")
+    if not n_pool:
+        raise ExperimentError(
+            f"{catalog.home}: the pool holds no candidates; is --text-field {text_field!r} "
+            'right? See the quarantine: datawall sql "SELECT * FROM quarantine"'
+        )
+    if not catalog.scalar("SELECT count(*) FROM candidates WHERE role = 'validation'"):
+        raise ExperimentError(f"{catalog.home}: the validation set holds no text")
+    if oracle_field is not None:
+        n = catalog.scalar(
+            "SELECT count(*) FROM candidates WHERE role = 'pool' "
+            "AND json_extract_string(meta, ?) IN ('accept', 'reject')",
+            [f"$.{oracle_field}"],
+        )
+        if not n:
+            raise ExperimentError(
+                f"oracle field {oracle_field!r}: no pool row has it with a value "
+                "'accept' or 'reject'"
+            )
+
+
+def answer_hard_cases(catalog: Catalog, settings: Settings, oracle_field: str) -> int:
+    """The simulated expert answers every queued hard case from ``oracle_field``."""
+    with catalog.writer("datawall experiment: simulated experts"):
+        server = studio.studio_from_env(catalog, settings)
+        report = studio.simulate(catalog, settings, server, oracle_field)
+    return int(report["answered"])
+
+
+# -- step 3: arms ---------------------------------------------------------------------------
+def count_tokens(texts: list[str]) -> int:
+    """Byte tokens of ``texts`` as packed for training: BOS + UTF-8 bytes + EOS each."""
+    return sum(len(t.encode("utf-8")) + 2 for t in texts)
+
+
+def _ids(catalog: Catalog, sql: str, params: list[Any] | None = None) -> list[str]:
+    return catalog.query(sql, params).column("candidate_id").to_pylist()
+
+
+def select_arm_ids(catalog: Catalog, seeds: list[int]) -> dict[str, list[str]]:
+    """Candidate ids per arm (``random-sSEED`` per seed), each sorted by content."""
+    order = " ORDER BY c.content_hash, c.candidate_id"
+    curated = _ids(
+        catalog,
+        "SELECT a.candidate_id FROM accepted_texts a JOIN candidates c USING (candidate_id)"
+        + order,
+    )
+    full = _ids(catalog, "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + order)
+    heuristic = _ids(
+        catalog,
+        "SELECT candidate_id FROM candidates c WHERE c.role = 'pool' AND candidate_id NOT IN ("
+        "SELECT candidate_id FROM decisions WHERE decision = 'reject' "
+        "AND list_contains(?, reason))" + order,
+        [[*RULE_REASONS, *DEDUP_REASONS]],
+    )
+    out = {"curated": curated, "full": full, "heuristic": heuristic}
+    lengths = dict(
+        (r["candidate_id"], r["n"])
+        for r in catalog.query(
+            "SELECT candidate_id, strlen(text) + 2 AS n FROM candidates WHERE role = 'pool'"
+        ).to_pylist()
+    )
+    target = catalog.scalar("SELECT coalesce(sum(strlen(text) + 2), 0) FROM accepted_texts")
+    for seed in seeds:
+        out[f"random-s{seed}"] = random_sample(full, lengths, target, seed)
+    return out
+
+
+def random_sample(ids: list[str], tokens: dict[str, int], target: int, seed: int) -> list[str]:
+    """A seeded uniform sample of ``ids`` whose tokens first reach ``target``."""
+    chosen, total = set(), 0
+    for i in np.random.default_rng([seed, 0x5EED]).permutation(len(ids)):
+        if total >= target:
+            break
+        chosen.add(ids[i])
+        total += tokens[ids[i]]
+    return [i for i in ids if i in chosen]  # in the order of ``ids``
+
+
+def frozen_arm_ids(catalog: Catalog, run_dir: Path, seeds: list[int]) -> dict[str, list[str]]:
+    """The arms' ids from ``run_dir/arms.json``, selecting (and saving) what is missing."""
+    path = run_dir / MANIFEST
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    wanted = [a for a in ARMS if a != "random"] + [f"random-s{s}" for s in seeds]
+    if all(k in saved for k in wanted):
+        return saved
+    fresh = select_arm_ids(catalog, seeds)
+    merged = {**fresh, **saved}  # never reselect an arm that was already trained on
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(merged, indent=0))
+    os.replace(tmp, path)
+    return merged
+
+
+def arm_data(catalog: Catalog, arm_ids: dict[str, list[str]], name: str, seed: int) -> Arm:
+    """Texts of one arm: the experts' corrected text for curated, else the ingested text."""
+    key = f"random-s{seed}" if name == "random" else name
+    ids = arm_ids[key]
+    if not ids:
+        raise ExperimentError(
+            f"arm {name!r} is empty: no pool candidate qualifies (curated: accepted ones; "
+            "run more rounds, raise --budget, or check the decisions with datawall sql)"
+        )
+    view = "accepted_texts" if name == "curated" else "candidates"
+    rows = catalog.query(
+        f"SELECT candidate_id, text FROM {view} WHERE list_contains(?, candidate_id)", [ids]
+    ).to_pylist()
+    text = {r["candidate_id"]: r["text"] for r in rows}
+    missing = [i for i in ids if i not in text]
+    if missing:
+        raise ExperimentError(
+            f"arm {name!r}: {len(missing)} frozen candidate(s) no longer qualify "
+            f"(first {missing[0]}); start a new experiment in a fresh workspace"
+        )
+    return Arm(name, seed, ids, [text[i] for i in ids])
+
+
+# -- step 4: training -------------------------------------------------------------------------
+def run_configs(settings: Settings) -> tuple[ModelConfig, TrainConfig]:
+    """The experiment's model (byte tokens) and base training config."""
+    exp = settings.experiment
+    model = {"tokenizer": "byte"}
+    for name in ("d_model", "n_layers", "d_state", "headdim"):
+        if getattr(exp, name):
+            model[name] = getattr(exp, name)
+    train_over: dict[str, Any] = {"checkpoint_every": settings.train.checkpoint_every}
+    for name in ("batch_size", "seq_len", "lr"):
+        if getattr(exp, name):
+            train_over[name] = getattr(exp, name)
+    try:
+        return (
+            dataclasses.replace(settings.model, **model),
+            dataclasses.replace(settings.train, **train_over),
+        )
+    except ValueError as exc:
+        raise ExperimentError(f"experiment model: {exc}") from None
+
+
+def plan_run(
+    budget_tokens: int, arm_tokens: int, epoch_cap: float, tokens_per_step: int, eval_points: int
+) -> RunPlan:
+    """Steps for one arm: the budget T, or fewer when T would pass the arm ``epoch_cap`` times."""
+    if budget_tokens <= 0:
+        raise ExperimentError(f"the token budget must be > 0, got {budget_tokens}")
+    steps_t = budget_tokens // tokens_per_step
+    if steps_t < 1:
+        raise ExperimentError(
+            f"the token budget {budget_tokens} is less than one step "
+            f"({tokens_per_step} tokens: batch_size x seq_len)"
+        )
+    cap_steps = math.floor(epoch_cap * arm_tokens / tokens_per_step)
+    capped = cap_steps < steps_t
+    steps = max(1, cap_steps) if capped else steps_t
+    return RunPlan(
+        budget_tokens=steps_t * tokens_per_step,
+        steps=steps,
+        capped=capped,
+        eval_every=max(1, steps_t // eval_points),
+        tokens_per_step=tokens_per_step,
+    )
+
+
+def default_budget(arms: list[Arm], epoch_cap: float) -> int:
+    """``epoch_cap`` passes over the smallest arm: the largest T that caps no arm."""
+    return int(epoch_cap * min(a.tokens for a in arms))
+
+
+def run_key(exp_id: str, arm: str, seed: int) -> str:
+    return f"{exp_id}-{arm}-s{seed}"
+
+
+def train_arm(
+    catalog: Catalog,
+    settings: Settings,
+    exp_id: str,
+    arm: Arm,
+    plan: RunPlan,
+    validation: list[str],
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict[str, Any]:
+    """Train a fresh model on ``arm``; write its curve, then its run row (the done marker)."""
+    model_cfg, base = run_configs(settings)
+    warmup = min(plan.steps, max(1, round(plan.steps * settings.experiment.warmup_frac)))
+    train_cfg = dataclasses.replace(
+        base, steps=plan.steps, warmup_steps=warmup, eval_every=plan.eval_every, seed=arm.seed
+    )
+    out_dir = catalog.home / "experiments" / exp_id / f"{arm.name}-s{arm.seed}"
+    result = train(arm.texts, validation, model_cfg, train_cfg, out_dir, progress=progress)
+    key = run_key(exp_id, arm.name, arm.seed)
+    evals = [json.loads(line) for line in (out_dir / EVALS).read_text().splitlines()]
+    curve = pa.table(
+        {
+            "experiment_id": [exp_id] * len(evals),
+            "arm": [arm.name] * len(evals),
+            "seed": [arm.seed] * len(evals),
+            "step": [e["step"] for e in evals],
+            "tokens_seen": [e["tokens_seen"] for e in evals],
+            "val_bpb": [e["val_bpb"] for e in evals],
+        }
+    )
+    catalog.write("experiment_curves", curve, key)
+    arm_tokens = arm.tokens
+    row = {
+        "experiment_id": exp_id,
+        "arm": arm.name,
+        "seed": arm.seed,
+        "n_docs": len(arm.texts),
+        "arm_tokens": arm_tokens,
+        "budget_tokens": plan.budget_tokens,
+        "tokens_seen": result.tokens_seen,
+        "epochs": result.tokens_seen / arm_tokens,
+        "capped": plan.capped,
+        "final_val_bpb": result.val_bpb,
+        "model_path": str(out_dir),
+        "settings": json.dumps(
+            {"model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, default=list
+        ),
+        "created_at": now(),
+        "wall_s": result.wall_s,
+        "n_params": int(json.loads((out_dir / "config.json").read_text()).get("num_params", 0)),
+    }
+    schema = SCHEMAS["experiment_runs"].append(pa.field("wall_s", pa.float64()))
+    schema = schema.append(pa.field("n_params", pa.int64()))
+    catalog.write("experiment_runs", pa.Table.from_pylist([row], schema), key)
+    return row
+
+
+def train_arms(
+    catalog: Catalog, settings: Settings, exp_id: str, seeds: list[int]
+) -> list[dict[str, Any]]:
+    """Step 3-4 under the writer lock: freeze the arms, train every arm x seed not done yet."""
+    exp = settings.experiment
+    run_dir = catalog.home / "experiments" / exp_id
+    validation = catalog.named("role_texts", ["validation"]).column("text").to_pylist()
+    done: list[dict[str, Any]] = []
+    with catalog.writer(f"datawall experiment {exp_id}"):
+        arm_ids = frozen_arm_ids(catalog, run_dir, seeds)
+        arms = [arm_data(catalog, arm_ids, name, seed) for seed in seeds for name in ARMS]
+        budget = exp.tokens or default_budget(arms, exp.epoch_cap)
+        _, train_cfg = run_configs(settings)
+        tokens_per_step = train_cfg.batch_size * train_cfg.seq_len
+        note(
+            f"experiment {exp_id}: budget {budget:,} tokens per run; arm tokens "
+            + ", ".join(f"{a.name} {a.tokens:,}" for a in arms if a.seed == seeds[0])
+        )
+        for arm in arms:
+            key = run_key(exp_id, arm.name, arm.seed)
+            if catalog.exists("experiment_runs", key):
+                logger.info("%s already trained; skipped", key)
+                continue
+            plan = plan_run(budget, arm.tokens, exp.epoch_cap, tokens_per_step, exp.eval_points)
+            with step_bar(f"train {arm.name} seed {arm.seed}", plan.steps) as progress:
+                done.append(train_arm(catalog, settings, exp_id, arm, plan, validation, progress))
+        catalog.write_duckdb_file()
+    return done
+
+
+def summary(catalog: Catalog, exp_id: str) -> pa.Table:
+    """Per-arm final bpb over seeds and the tokens-to-target (``experiment_summary.sql``)."""
+    return catalog.named("experiment_summary", [exp_id])
+
+
+# -- the flow -----------------------------------------------------------------------------------
+@task(name="simulated-experts")
+def answer_task(home: str, oracle_field: str) -> int:
+    catalog, settings = workspace(home)
+    return answer_hard_cases(catalog, settings, oracle_field)
+
+
+@task(name="train-arms")
+def train_arms_task(home: str, settings: Settings, exp_id: str) -> int:
+    catalog = Catalog(home)
+    return len(train_arms(catalog, settings, exp_id, list(range(settings.experiment.seeds))))
+
+
+@flow(name="experiment")
+def experiment(
+    pool: str,
+    validation: str,
+    trusted: str,
+    home: str | None = None,
+    text_field: str = "text",
+    id_field: str | None = None,
+    oracle_field: str | None = None,
+    budget: int | None = None,
+    rounds: int | None = None,
+    seeds: int | None = None,
+    tokens: int | None = None,
+    epoch_cap: float | None = None,
+) -> dict[str, Any]:
+    """ingest → ``rounds`` curation rounds (+ simulated experts) → four arms x seeds → summary.
+
+    Options left at None take the workspace's ``experiment:`` settings.
+    """
+    home = str(resolve_home(home))
+    catalog = Catalog(home).init()
+    settings = with_options(
+        load_settings(Path(home)), rounds=rounds, seeds=seeds, tokens=tokens, epoch_cap=epoch_cap
+    )
+    sources = Sources(pool, validation, trusted, text_field, id_field)
+    exp_id = experiment_id(sources, settings, oracle_field, budget)
+    log = get_run_logger()
+    with catalog.writer(f"datawall experiment {exp_id}: ingest"):
+        for role in ("trusted", "validation", "pool"):
+            ingest_task(home, getattr(sources, role), role, text_field, id_field)
+    check_sources(catalog, oracle_field, text_field)
+    while catalog.current_round() <= settings.experiment.rounds:
+        curation_round(home=home, budget=budget)
+        if oracle_field is not None:
+            log.info("simulated experts answered %d hard case(s)", answer_task(home, oracle_field))
+    if oracle_field is not None:  # a run killed between a round and its answers
+        answer_task(home, oracle_field)
+    trained = train_arms_task(home, settings, exp_id)
+    log.info("experiment %s: %d run(s) trained now", exp_id, trained)
+    return {"experiment_id": exp_id, "trained": trained, "summary": summary(catalog, exp_id)}
