@@ -203,7 +203,7 @@ def test_rerun_skips_finished_runs_and_restarts_a_killed_one(done, demo_sources)
         "AND seed = 1",
         [exp_id],
     )
-    assert n_curve == 5  # 4 evaluations + the final one, once each
+    assert n_curve == 4  # steps 4, 8 and 12 (eval_every = 16 // 4) and the final 16, once each
 
 
 # -- units ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import torch
 
 from trainer.checkpoint import CONFIG, load_model
 from trainer.config import ModelConfig, TrainConfig
-from trainer.train import METRICS, RESUME_DIR, lr_at, train
+from trainer.train import EVALS, METRICS, RESUME_DIR, lr_at, train
 
 MODEL = ModelConfig(d_model=32, n_layers=2, d_state=8, headdim=16, chunk_size=16)
 TEXTS = [f"The quick brown fox {i} jumps over the lazy dog. " * 3 for i in range(20)]
@@ -103,3 +103,24 @@ def test_lr_schedule():
     assert lr_at(10, c) == pytest.approx(1.0)
     assert lr_at(99, c) == pytest.approx(0.1, abs=1e-3)
     assert all(lr_at(s, c) >= lr_at(s + 1, c) for s in range(10, 99))
+
+
+def test_validation_curve_is_logged_once_per_evaluation_across_a_resume(tmp_path):
+    """evals.jsonl: one line per evaluation; a resumed run drops those past its resume point."""
+    full = train(TEXTS, VAL, MODEL, cfg(eval_every=1, checkpoint_every=3), tmp_path / "full")
+
+    def crash_at_5(step, total, stats):
+        if step == 5:
+            raise RuntimeError("killed")
+
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        train(TEXTS, VAL, MODEL, cfg(eval_every=1, checkpoint_every=3), run, progress=crash_at_5)
+    assert [json.loads(line)["step"] for line in (run / EVALS).open()] == [1, 2, 3, 4]
+    train(TEXTS, VAL, MODEL, cfg(eval_every=1, checkpoint_every=3), run)
+    evals = [json.loads(line) for line in (run / EVALS).open()]
+    expected = [json.loads(line) for line in (tmp_path / "full" / EVALS).open()]
+    assert [e["step"] for e in evals] == [1, 2, 3, 4, 5, 6]
+    assert [e["tokens_seen"] for e in evals] == [s * 4 * 32 for s in range(1, 7)]
+    assert [e["val_bpb"] for e in evals] == pytest.approx([e["val_bpb"] for e in expected])
+    assert evals[-1]["val_bpb"] == pytest.approx(full.val_bpb)
