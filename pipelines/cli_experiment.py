@@ -69,7 +69,13 @@ def experiment_cmd(
     except (ExperimentError, SourceError, WorkspaceBusy) as exc:
         raise fail(str(exc), 2) from None
     table = result["summary"]
-    print_table(table, f"experiment {result['experiment_id']}: final validation bits per byte")
+    shown = [
+        "arm", "seeds", "n_docs", "arm_tokens", "tokens_seen", "epochs", "capped",
+        "bpb_mean", "bpb_std", "bpb_min", "bpb_max",
+    ]  # fmt: skip
+    print_table(
+        table.select(shown), f"experiment {result['experiment_id']}: final validation bits per byte"
+    )
     rows = {r["arm"]: r for r in table.to_pylist()}
     first = next(iter(rows.values()), {})
     ratio = first.get("tokens_to_target_ratio")

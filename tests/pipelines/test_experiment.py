@@ -313,3 +313,17 @@ def test_unknown_oracle_field_is_refused_before_any_round(harness, tmp_path, dem
             oracle_field="verdict",
         )
     assert Catalog(home).current_round() == 1
+
+
+def test_cli_prints_the_summary_of_a_finished_experiment(done, demo_sources):
+    home, result = done
+    args = ["experiment", "--home", str(home), "--id-field", "id", "--oracle-field", "gold"]
+    for role in ("pool", "validation", "trusted"):
+        args += [f"--{role}", str(demo_sources[role])]
+    args += ["--budget", "40", "--tokens", str(TOKENS), "--epoch-cap", str(EPOCH_CAP)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert result["experiment_id"] in out.output  # the same experiment: nothing trained again
+    assert "heuristic" in out.output and "curated vs random" in out.output
+    assert "full pool's final bpb" in out.output
+    assert len(runs(Catalog(home), result["experiment_id"])) == 8
