@@ -14,15 +14,8 @@ from typer.testing import CliRunner
 
 from pipelines.catalog import SCHEMAS, Catalog
 from pipelines.cli import app
-from pipelines.experiment import (
-    ARMS,
-    ExperimentError,
-    arm_data,
-    experiment,
-    plan_run,
-    random_sample,
-    run_key,
-)
+from pipelines.experiment import experiment, plan_run, run_key
+from pipelines.experiment_arms import ARMS, ExperimentError, arm_data, random_sample
 from pipelines.ingest import ingest
 from pipelines.settings import Settings, save_settings
 
