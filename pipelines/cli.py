@@ -243,11 +243,33 @@ def sql_cmd(
 
 
 @app.command("report")
-def report_cmd(home: Home = None) -> None:
-    """A summary of every round: bar, decisions, model and validation loss."""
+def report_cmd(
+    home: Home = None,
+    round_: Annotated[
+        int | None, typer.Option("--round", help="Report this round [default: the last finished]")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for index.html + PNGs [default: HOME/reports/round-NNNN]"
+        ),
+    ] = None,
+) -> None:
+    """A summary of every round in the terminal, and one round's HTML report with figures."""
+    from pipelines.report import ReportError, finished_rounds, write_report
+
     catalog = open_catalog(home, must_exist=True)
+    if round_ is None and not finished_rounds(catalog):
+        print_table(catalog.named("decision_counts"), "latest decisions")
+        err.print("no finished round yet: the HTML report comes after `datawall round`")
+        return
+    try:
+        report = write_report(catalog, round_, out_dir)  # never locks: readers don't
+    except ReportError as exc:
+        raise fail(str(exc)) from None
     print_table(catalog.named("round_report"), "rounds")
     print_table(catalog.named("decision_counts"), "latest decisions")
+    out.print(f"report of round {report.round}: {report.index}", soft_wrap=True)
 
 
 @app.command("export")
