@@ -134,7 +134,8 @@ FIGURES: tuple[FigureSpec, ...] = (
 @dataclass(frozen=True)
 class QueryResult:
     name: str
-    sql: str  # as run, with the round bound in for display
+    about: str  # the file's leading comment
+    sql: str  # the query without that comment, the round filled in: pastes into `datawall sql`
     table: pa.Table | None
     error: str | None = None
 
@@ -222,12 +223,17 @@ def write_report(catalog: Catalog, round_: int | None = None, out: Path | None =
 def _run(con: duckdb.DuckDBPyConnection, name: str, round_: int) -> QueryResult:
     sql = load_sql(name)
     params = {"round": round_} if re.search(r"\$round\b", sql) else None
-    shown = re.sub(r"\$round\b", str(round_), sql)  # display only; the query binds it
+    # For display only (the query itself binds the round). The leading comment goes
+    # apart: a query starting with "--" would read as an option to `datawall sql`.
+    lines = re.sub(r"\$round\b", str(round_), sql).strip().splitlines()
+    n = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
+    about = " ".join(line.removeprefix("--").strip() for line in lines[:n])
+    shown = "\n".join(lines[n:])
     try:
-        return QueryResult(name, shown, con.sql(sql, params=params).to_arrow_table())
+        return QueryResult(name, about, shown, con.sql(sql, params=params).to_arrow_table())
     except duckdb.Error as exc:
         log.warning("report query %s failed: %s", name, exc)
-        return QueryResult(name, shown, None, f"{type(exc).__name__}: {exc}")
+        return QueryResult(name, about, shown, None, f"{type(exc).__name__}: {exc}")
 
 
 def _render(
@@ -349,7 +355,8 @@ def render_html(catalog: Catalog, report: Report, rounds: pa.Table, when: dateti
         for result in fig.results:
             parts.append(
                 f"<details><summary>SQL: pipelines/sql/{e(result.name)}.sql</summary>"
-                f"<pre>{e(result.sql.strip())}</pre></details>"
+                f'<p class="meta">{e(result.about)}</p>'
+                f"<pre>{e(result.sql)}</pre></details>"
             )
             if result.table is not None and result.table.num_rows:
                 parts.append(_table_html(result.table))

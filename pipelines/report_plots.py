@@ -78,7 +78,7 @@ def score_hist_figure(table: pa.Table, round_: int) -> Figure:
     quantile = first.get("quantile")
     edges = sorted({r["x_lo"] for r in rows} | {r["x_hi"] for r in rows})
     width = min(r["x_hi"] - r["x_lo"] for r in rows)
-    fig = Figure(figsize=(8.5, 6.0), layout="constrained")
+    fig = Figure(figsize=(10.0, 6.0), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     groups = [
         g for g in ("accept", "hard", "reject", "undecided") if any(r["grp"] == g for r in rows)
@@ -110,12 +110,16 @@ def score_hist_figure(table: pa.Table, round_: int) -> Figure:
         label=f"model samples ({sum(r['n'] for r in samples)})",
     )
     unit = "log-odds" if scale == "logit" else "probability"
+    bar_label = f"bar = {bar_x:.2f}"
+    if scale == "logit":
+        bar_label += f" (p = {1 / (1 + math.exp(-bar_x)):.3f})"
     for ax in (top, bottom):
-        ax.axvspan(lo, hi, color="#fbc02d", alpha=0.25, zorder=0, label="hard band (bar ± margin)")
-        ax.axvline(bar_x, color="black", linewidth=1.6, zorder=3, label=f"bar = {bar_x:.2f}")
+        ax.axvspan(lo, hi, color="#fbc02d", alpha=0.25, zorder=0,
+                   label=f"hard band (bar ± {hi - bar_x:.3g})")  # fmt: skip
+        ax.axvline(bar_x, color="black", linewidth=1.6, zorder=3, label=bar_label)
         ax.set_ylabel("count")
         ax.set_xlim(edges[0], edges[-1])
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     top.set_title(f"Round {round_}: quality of scored candidates by routing decision")
     which = f"{quantile:.0%} quantile" if quantile is not None else "quantile"
     bottom.set_title(f"the model's own samples (the bar is their {which})", fontsize=10)
@@ -270,7 +274,7 @@ def _tokens(n: float) -> str:
     return f"{n:.0f} tokens"
 
 
-def _short(model_id: str, keep: int = 14) -> str:
+def _short(model_id: str, keep: int = 18) -> str:
     return model_id if len(model_id) <= keep else model_id[: keep - 1] + "…"
 
 

@@ -1,7 +1,7 @@
 -- Report figure 2: quality of round $round's scored candidates, by the round's routing
 -- decision, and of the model's own samples, binned on the scale the bar is applied on
 -- (log-odds when route.scale = 'logit'). bar_x / band_lo / band_hi are the bar and the
--- hard band (bar ± margin) on that scale.
+-- hard band (bar ± margin) on that scale; the bins span the data and the bar.
 WITH params AS (
     SELECT b.bar, b.margin, b.quantile,
            coalesce(json_extract_string(r.settings, '$.route.scale'), 'logit') AS scale
@@ -37,8 +37,7 @@ scaled AS (
     FROM points, params p
 ),
 edges AS (
-    SELECT least(min(x), any_value(bar_x) - any_value(margin)) AS lo,
-           greatest(max(x), any_value(bar_x) + any_value(margin)) AS hi
+    SELECT least(min(x), any_value(bar_x)) AS lo, greatest(max(x), any_value(bar_x)) AS hi
     FROM scaled
 ),
 binned AS (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
@@ -207,7 +209,8 @@ def test_no_finished_round_is_a_clear_error(tmp_path):
 
 def test_rewrite_replaces_the_report_and_refuses_foreign_folders(synthetic, tmp_path):
     out = tmp_path / "r"
-    first = write_report(Catalog(synthetic), out=out)
+    with Catalog(synthetic).writer("a round"):  # a report never waits for the writer lock
+        first = write_report(Catalog(synthetic), out=out)
     (out / "stale.png").write_bytes(b"old")
     second = write_report(Catalog(synthetic), out=out)
     assert {p.name for p in out.iterdir()} == {"index.html", *second.pngs}
@@ -231,6 +234,19 @@ def test_cli_writes_the_page_and_prints_its_path(synthetic):
     bad = runner.invoke(app, ["report", "--home", str(synthetic), "--round", "9"])
     assert bad.exit_code == 1
     assert "round 9 has not finished" in bad.output
+
+
+def test_every_query_on_the_page_runs_in_datawall_sql(synthetic, tmp_path):
+    report = write_report(Catalog(synthetic), out=tmp_path / "r")
+    page = report.index.read_text(encoding="utf-8")
+    for fig in report.figures:
+        for result in fig.results:
+            assert html.escape(result.sql) in page
+            done = runner.invoke(
+                app, ["sql", result.sql, "--format", "json", "--home", str(synthetic)]
+            )
+            assert done.exit_code == 0, (result.name, done.output)
+            assert len(json.loads(done.stdout)) == result.table.num_rows, result.name
 
 
 # -- a real workspace (two Prefect rounds, expert answers) ----------------------------------
