@@ -133,21 +133,24 @@ def bar_rounds_figure(table: pa.Table, round_: int) -> Figure:
     rounds = [r["round"] for r in rows]
     fig = Figure(figsize=(8.5, 4.2), layout="constrained")
     ax = fig.subplots()
-    series = [
-        ("bar", "bar (this round's classifier)", "o-", "#000000"),
-        ("bar_anchor", "bar_anchor (fixed anchor scale, comparable)", "s--", "#1565c0"),
-        ("bar_prev_samples", "bar_prev_samples (previous round's samples)", "^:", "#ef6c00"),
+    series = [  # sizes differ so that equal values (round 1: bar == bar_anchor) stay visible
+        ("bar", "bar (this round's classifier)", "o-", "#000000", 11),
+        ("bar_anchor", "bar_anchor (fixed anchor scale, comparable)", "s--", "#1565c0", 6),
+        ("bar_prev_samples", "bar_prev_samples (previous round's samples)", "^:", "#ef6c00", 7),
     ]
     plotted = []
-    for column, label, style, colour in series:
+    for column, label, style, colour, size in series:
         pts = [
             (r["round"], _clip01(r.get(column)))
             for r in rows
             if r.get(column) is not None and math.isfinite(r[column])
         ]
         if pts:
-            ax.plot(*zip(*pts, strict=True), style, color=colour, label=label, markersize=7)
+            ax.plot(*zip(*pts, strict=True), style, color=colour, label=label, markersize=size)
             plotted += [p[1] for p in pts]
+    for r in rows:  # the bar's value beside each point
+        ax.annotate(f"{r['bar']:.3g}", (r["round"], _clip01(r["bar"])), textcoords="offset points",
+                    xytext=(9, -3), fontsize=8)  # fmt: skip
     if plotted and min(plotted) > 0 and max(plotted) < 1:
         ax.set_yscale("logit")  # the bar crowds towards 1 as the model improves
         ax.set_ylabel("quality quantile (probability, logit axis)")
