@@ -282,13 +282,16 @@ def _short(model_id: str, keep: int = 18) -> str:
 
 
 def experiment_figure(curves: pa.Table, arms: pa.Table) -> Figure:
-    """Validation bpb against tokens seen per arm: mean over seeds with the min–max band,
-    the full arm's final loss as a dashed line, and where each arm first reaches it."""
+    """Left: validation bpb against tokens seen per arm (mean over seeds, min–max band), the
+    full arm's final loss as a dashed line, and the point where the curated arm reaches it
+    (tokens-to-target). Right: each arm's final bpb, mean ± std over seeds, on an axis that
+    makes differences of a few hundredths visible."""
     rows = _rows(curves)
     summary = {r["arm"]: r for r in _rows(arms)}
-    fig = Figure(figsize=(8.5, 4.8), layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
+    ax, right = fig.subplots(1, 2, width_ratios=[2.2, 1])
     names = list(dict.fromkeys(r["arm"] for r in rows))
+    target = next((r["full_final_bpb"] for r in summary.values() if r["full_final_bpb"]), None)
     for i, arm in enumerate(names):
         part = [r for r in rows if r["arm"] == arm]
         x = np.array([r["tokens_seen"] for r in part], dtype=float)
@@ -298,21 +301,36 @@ def experiment_figure(curves: pa.Table, arms: pa.Table) -> Figure:
             x, [r["val_bpb_min"] for r in part], [r["val_bpb_max"] for r in part],
             color=colour, alpha=0.18, linewidth=0,
         )  # fmt: skip
-        ax.plot(x, [r["val_bpb_mean"] for r in part], "-", color=colour, linewidth=1.8,
-                label=f"{arm} (mean of {seeds} seed{'s' if seeds != 1 else ''})")  # fmt: skip
+        label = f"{arm} (mean of {seeds} seed{'s' if seeds != 1 else ''})"
         reached = summary.get(arm, {}).get("tokens_to_target")
-        if reached is not None:
-            y = next(r["val_bpb_mean"] for r in part if r["tokens_seen"] >= reached)
-            ax.plot(reached, y, "o", color=colour, markersize=9, markeredgecolor="black", zorder=4)
-            ax.annotate(_tokens(reached), (reached, y), textcoords="offset points",
-                        xytext=(4, 8), fontsize=8, color=colour)  # fmt: skip
-    target = next((r["full_final_bpb"] for r in summary.values() if r["full_final_bpb"]), None)
+        if reached is not None and target is not None:
+            ratio = summary[arm].get("ratio_to_budget")
+            label += f": reaches full's final at {_tokens(reached)}"
+            label += f" ({ratio:.2f}× budget)" if ratio is not None else ""
+            ax.plot(reached, target, "o", color=colour, markersize=8, markeredgecolor="black",
+                    zorder=4)  # fmt: skip
+        ax.plot(x, [r["val_bpb_mean"] for r in part], "-", color=colour, linewidth=1.8,
+                label=label)  # fmt: skip
     if target is not None:
         ax.axhline(target, color="black", linestyle="--", linewidth=1,
-                   label=f"full arm's final loss ({target:.3f}); dot = tokens to reach it")  # fmt: skip
+                   label=f"full arm's final loss ({target:.3f})")  # fmt: skip
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("validation bits per byte")
     experiment = rows[0]["experiment_id"] if rows else ""
-    ax.set_title(f"Experiment {experiment}: validation loss by data arm (band: min–max over seeds)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(f"{experiment}: validation loss by data arm\n(band: min–max over seeds)",
+                 fontsize=10)  # fmt: skip
+    ax.legend(fontsize=7.5, loc="upper right")
+    order = [a for a in ARM_COLOURS if a in summary] + [a for a in summary if a not in ARM_COLOURS]
+    for i, arm in enumerate(order):
+        r = summary[arm]
+        right.errorbar(i, r["final_bpb_mean"], yerr=r["final_bpb_std"] or 0.0, fmt="o",
+                       color=_colour(arm, ARM_COLOURS, i), capsize=5, markersize=7)  # fmt: skip
+        right.annotate(f"{r['final_bpb_mean']:.3f}", (i, r["final_bpb_mean"]),
+                       textcoords="offset points", xytext=(8, -3), fontsize=8)  # fmt: skip
+    if target is not None:
+        right.axhline(target, color="black", linestyle="--", linewidth=1)
+    right.set_xticks(range(len(order)), order)
+    right.set_xlim(-0.5, len(order) - 0.3)
+    right.set_ylabel("final validation bpb")
+    right.set_title("final loss, mean ± std over seeds", fontsize=10)
     return fig
