@@ -445,6 +445,9 @@ class Catalog:
             fh.truncate()
             fh.write(f"pid {os.getpid()} ({what}, since {now():%Y-%m-%d %H:%M:%S} UTC)")
             fh.flush()
+            from pipelines.recovery import sweep_temp_files
+
+            sweep_temp_files(self.home)  # what a killed writer left; we are the only writer
             yield
         finally:
             with contextlib.suppress(OSError):

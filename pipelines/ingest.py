@@ -1,7 +1,9 @@
 """Ingest: read a source, normalise, give stable ids, drop exact duplicates, quarantine bad rows.
 
 1. Read rows with :mod:`pipelines.sources`; rows that cannot be parsed go to quarantine.
-2. Validate the text field (present, a string, no NUL byte, non-empty, not too long).
+2. Validate the text field (present, a string, no NUL byte, non-empty, not too long) and,
+   when the source has one, the id field (present, a scalar, not already used by an
+   earlier row of the source: a ``duplicate_id`` would make two rows one).
 3. Normalise: Unicode NFC, ``\\r\\n`` → ``\\n``, runs of spaces/tabs → one space, spaces at
    line ends and starts dropped, 3+ newlines → 2, ends stripped.
 4. ``content_hash`` = SHA-256 of the normalised text; ``candidate_id`` = hash of (source,
@@ -138,15 +140,47 @@ def validate_row(
             raw.row, "empty_text", f"field {text_field!r} is empty after normalisation", preview
         )
     if id_field is not None:
-        if fields.get(id_field) in (None, ""):
+        given = fields.get(id_field)
+        if given is None or given == "":
             return _Bad(raw.row, "missing_id", f"no value in id field {id_field!r}", preview)
-        source_id = str(fields[id_field])
+        if isinstance(given, dict | list | tuple | bytes):
+            return _Bad(
+                raw.row,
+                "bad_id",
+                f"id field {id_field!r} is {type(given).__name__}, not a string or number",
+                preview,
+            )
+        source_id = str(given)
     else:
         source_id = raw.default_id or str(raw.row)
     meta = {k: v for k, v in fields.items() if k not in (text_field, id_field)}
     return _Good(
         raw.row, text, source_id, json.dumps(meta, default=str, ensure_ascii=False, sort_keys=True)
     )
+
+
+def _classify(
+    raw: RawRow,
+    text_field: str,
+    id_field: str | None,
+    cfg: IngestConfig,
+    id_rows: dict[str, int],
+) -> _Good | _Bad:
+    """``validate_row``, plus: a user id seen on an earlier row of this source is a
+    ``duplicate_id`` (``id_rows``: id → first row, filled as rows go by)."""
+    result = validate_row(raw, text_field, id_field, cfg)
+    if id_field is None or isinstance(result, _Bad):
+        return result
+    first = id_rows.setdefault(result.source_id, result.row)
+    if first != result.row:
+        preview = raw.raw if raw.raw is not None else json.dumps(raw.fields, default=str)
+        return _Bad(
+            result.row,
+            "duplicate_id",
+            f"id {result.source_id[:80]!r} already used by row {first}",
+            preview[:500],
+        )
+    return result
 
 
 def _batched(it: Iterable[RawRow], n: int) -> Iterator[list[RawRow]]:
@@ -188,6 +222,7 @@ def ingest(
         ).to_pylist()
     }
     occurrences = Occurrences()
+    id_rows: dict[str, int] = {}
 
     for index, batch in enumerate(_batched(source.rows(), cfg.batch_rows)):
         key = f"{ingest_id}-{index:05d}"
@@ -195,7 +230,7 @@ def ingest(
         if catalog.exists("candidates", key):
             report.batches_skipped += 1
             # replay the occurrence counts so later batches get the same ids as before
-            results = [validate_row(raw, text_field, id_field, cfg) for raw in batch]
+            results = [_classify(raw, text_field, id_field, cfg, id_rows) for raw in batch]
             occurrences.add([content_hash(r.text) for r in results if isinstance(r, _Good)])
             report.already_present += len(batch)
             if progress:
@@ -213,6 +248,7 @@ def ingest(
             round_,
             seen_bad,
             occurrences,
+            id_rows,
             report,
         )
         if progress:
@@ -290,6 +326,7 @@ def _ingest_batch(
     round_: int,
     seen_bad: set[tuple[int, str]],
     occurrences: Occurrences,
+    id_rows: dict[str, int],
     report: IngestReport,
 ) -> None:
     stamp = now()
@@ -297,7 +334,7 @@ def _ingest_batch(
     dups: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     # ids first (they depend on occurrence counts), then one catalog lookup for the batch
-    results = [validate_row(raw, text_field, id_field, cfg) for raw in batch]
+    results = [_classify(raw, text_field, id_field, cfg, id_rows) for raw in batch]
     hashes = [content_hash(r.text) for r in results if isinstance(r, _Good)]
     numbers = occurrences.add(hashes)
     ids = [

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,9 +33,18 @@ from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.progress import step_bar
 from pipelines.settings import Settings
 from scoring.loss import LossScorer
-from trainer.checkpoint import load_model
+from trainer.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    CheckpointError,
+    load_model,
+    read_config,
+    verified_file,
+)
 from trainer.distributed import launch
 from trainer.train import TrainResult, train
+
+logger = logging.getLogger("pipelines")
 
 
 @dataclass(frozen=True)
@@ -58,13 +70,56 @@ def validation_texts(catalog: Catalog) -> list[str]:
     return catalog.named("role_texts", ["validation"]).column("text").to_pylist()
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint in ``path`` cannot be loaded (naming the file), or None if sound.
+
+    Checks what ``load_model`` would trip on without building the model: config.json is a
+    JSON object with a model section, every file it lists is there and matches its
+    SHA-256 (a truncated or garbled model.safetensors fails here). Cached per file state,
+    so asking again costs a few ``stat`` calls.
+    """
+    path = Path(path)
+    try:
+        stamp = tuple(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.iterdir())
+            if p.is_file()
+        )
+    except OSError as exc:
+        return f"checkpoint {path}: cannot list it ({exc.strerror})"
+    return _checkpoint_problem(str(path), stamp)
+
+
+@lru_cache(maxsize=64)
+def _checkpoint_problem(path: str, stamp: tuple) -> str | None:
+    try:
+        config = read_config(Path(path))
+        files = config.get("files")
+        if not isinstance(files, dict) or WEIGHTS not in files:
+            raise CheckpointError(path, f"{CONFIG} lists no checksum for {WEIGHTS}")
+        for name in files:
+            verified_file(Path(path), config, name)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
 def latest_model(catalog: Catalog, role: str) -> ModelRef | None:
+    """The newest registered model of ``role`` whose checkpoint is sound.
+
+    A newer one that is missing or corrupted is skipped with a warning naming the file, so
+    the previous model keeps scoring (and training continues from it) until it is fixed.
+    """
     rows = catalog.query(
-        "SELECT model_id, path FROM latest_models WHERE role = ?", [role]
+        "SELECT model_id, path FROM models WHERE role = ? ORDER BY created_at DESC, model_id",
+        [role],
     ).to_pylist()
-    if not rows:
-        return None
-    return ModelRef(rows[0]["model_id"], Path(rows[0]["path"]), role)
+    for row in rows:
+        problem = checkpoint_problem(Path(row["path"]))
+        if problem is None:
+            return ModelRef(row["model_id"], Path(row["path"]), role)
+        logger.warning("skipping %s model %s: %s", role, row["model_id"], problem)
+    return None
 
 
 def scorer_model(catalog: Catalog) -> ModelRef | None:
@@ -107,8 +162,10 @@ def train_round_model(
         parent.model_id, sorted(texts), settings.model.to_dict(), settings.train.to_dict()
     )
     existing = catalog.query("SELECT model_id, path FROM models WHERE model_id = ?", [model_id])
-    if existing.num_rows:
-        return ModelRef(model_id, Path(existing.column("path")[0].as_py()), "current")
+    if existing.num_rows:  # registered before (a rerun): reused unless its files broke since
+        path = Path(existing.column("path")[0].as_py())
+        if checkpoint_problem(path) is None:
+            return ModelRef(model_id, path, "current")
     return _train_and_register(
         catalog,
         settings,
@@ -136,6 +193,12 @@ def _train_and_register(
 ) -> ModelRef:
     """Train in ``out_dir`` (``nproc`` > 1: torchrun processes, read back by ``train``)."""
     out_dir = catalog.home / "models" / model_id
+    problem = checkpoint_problem(out_dir) if (out_dir / CONFIG).exists() else None
+    if problem is not None:  # a finished run whose files broke since: train it again
+        aside = out_dir.with_name(f"{model_id}.corrupt")
+        logger.warning("%s; moving it to %s and training %s again", problem, aside, model_id)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(out_dir, aside)
     if nproc > 1:
         launch(
             texts,

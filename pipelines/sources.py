@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 RAW_PREVIEW = 500  # characters of a bad row kept in quarantine
+_BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 
 
 @dataclass
@@ -133,6 +134,8 @@ def _preview(data: bytes | str) -> str:
 def _read_jsonl(src: Source) -> Iterator[RawRow]:
     with open(src.location, "rb") as fh:
         for lineno, line in enumerate(fh, start=1):
+            if lineno == 1:
+                line = line.removeprefix(_BOM)  # editors on Windows start files with one
             if not line.strip():
                 continue
             try:
@@ -157,12 +160,25 @@ def _read_jsonl(src: Source) -> Iterator[RawRow]:
 
 
 def _read_parquet(src: Source) -> Iterator[RawRow]:
+    """Rows of a Parquet file. A file pyarrow cannot decode (truncated, a corrupt page) is
+    unreadable as a whole: Parquet has no row boundaries to resume at, so it raises
+    :class:`SourceError` naming the file and the row it reached; batches before it stay
+    ingested, and a rerun on the repaired file resumes."""
     try:
         pf = pq.ParquetFile(src.location)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise SourceError(f"{src.location}: not a readable Parquet file: {exc}") from exc
     row = 0
-    for batch in pf.iter_batches(batch_size=8192):
+    batches = pf.iter_batches(batch_size=8192)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:  # a corrupt page or column chunk, found while reading
+            raise SourceError(
+                f"{src.location}: corrupt Parquet data after row {row}: {exc}"
+            ) from exc
         for record in batch.to_pylist():
             row += 1
             yield RawRow(row, fields=record)
@@ -170,9 +186,12 @@ def _read_parquet(src: Source) -> Iterator[RawRow]:
 
 def _read_csv(src: Source) -> Iterator[RawRow]:
     delimiter = "\t" if src.location.lower().endswith(".tsv") else ","
-    # surrogateescape keeps undecodable bytes visible, so one bad row does not stop the file
-    with open(src.location, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
+    # surrogateescape keeps undecodable bytes visible, so one bad row does not stop the file;
+    # utf-8-sig drops a byte-order mark, which would otherwise rename the first column.
+    # strict: a stray or unterminated quote (a truncated file) is a malformed row, not a
+    # silently merged or cut text; the reader goes on at the next record.
+    with open(src.location, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter, strict=True)
         row = 0
         while True:
             try:
@@ -218,7 +237,7 @@ def _read_txt_dir(src: Source) -> Iterator[RawRow]:
     root = Path(src.location)
     for index, path in enumerate(sorted(root.rglob("*.txt")), start=1):
         rel = str(path.relative_to(root))
-        data = path.read_bytes()
+        data = path.read_bytes().removeprefix(_BOM)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:

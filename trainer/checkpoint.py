@@ -115,7 +115,8 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _verified(path: Path, config: dict[str, Any], name: str) -> Path:
+def verified_file(path: Path, config: dict[str, Any], name: str) -> Path:
+    """``path/name``, checked to exist and to match its SHA-256 in config.json."""
     file = path / name
     if not file.is_file():
         raise CheckpointError(path, f"missing {name}")
@@ -138,7 +139,7 @@ def load_model(
         cfg = ModelConfig.from_dict(config["model"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(path, f"invalid model config ({e})") from e
-    file = _verified(path, config, WEIGHTS)
+    file = verified_file(path, config, WEIGHTS)
     try:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
@@ -164,7 +165,7 @@ def load_tokenizer(path: Path | str) -> Tokenizer:
         return ByteTokenizer()
     if kind != "bpe":
         raise CheckpointError(path, f"has {BPE_FILE} but model.tokenizer is {kind!r}, not 'bpe'")
-    file = _verified(path, config, BPE_FILE)
+    file = verified_file(path, config, BPE_FILE)
     try:
         tok = BPETokenizer.load(file)
     except Exception as e:  # the tokenizers library raises its own exception types
@@ -180,7 +181,7 @@ def load_tokenizer(path: Path | str) -> Tokenizer:
 def load_train_state(path: Path | str) -> dict[str, Any]:
     """The ``train_state`` saved next to the weights (safe unpickling only)."""
     path = Path(path)
-    file = _verified(path, read_config(path), TRAIN_STATE)
+    file = verified_file(path, read_config(path), TRAIN_STATE)
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt files
