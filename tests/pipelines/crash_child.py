@@ -112,10 +112,11 @@ def main(argv: list[str]) -> None:
             commands[-1].append(arg)
     for command in commands:
         try:
-            app(command, standalone_mode=False)
-        except SystemExit as exc:  # typer.Exit → click's exit code
-            if exc.code:
-                raise
+            code = app(command, standalone_mode=False)  # click returns typer.Exit's code
+        except SystemExit as exc:
+            code = exc.code
+        if code:  # a failed command ends the run with its code, as `a && b` would
+            sys.exit(code)
         point(f"command {command[0]} done")
 
 
