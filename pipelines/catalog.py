@@ -448,6 +448,8 @@ class Catalog:
             from pipelines.recovery import sweep_temp_files
 
             sweep_temp_files(self.home)  # what a killed writer left; we are the only writer
+            if self.store.local and not Path(self.store.root).is_relative_to(self.home):
+                sweep_temp_files(Path(self.store.root))
             yield
         finally:
             with contextlib.suppress(OSError):
