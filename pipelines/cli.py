@@ -82,11 +82,38 @@ def ingest_cmd(
 
 
 # -- round steps --------------------------------------------------------------------------
+# Where dedup signing and scoring shards run (pipelines/scale.py); over datawall.yaml's `scale`.
+Workers = Annotated[
+    str | None,
+    typer.Option(
+        help="auto | N: 1 runs shards in this process, N > 1 on a local Dask cluster of N "
+        "workers, auto a local cluster once the work spans more than one shard "
+        "[default: datawall.yaml scale.workers, else auto]"
+    ),
+]
+DaskAddress = Annotated[
+    str | None,
+    typer.Option(help="Run the shards on this existing Dask cluster (tcp://host:8786)"),
+]
+
+
+def _scale_overrides(home: Path, workers: str | None, dask_address: str | None) -> None:
+    """Refuse a bad --workers / --dask-address before any work starts."""
+    from pipelines.flows import _with_scale
+
+    try:
+        _with_scale(load_settings(home), workers, dask_address)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+
+
 @app.command("round")
 def round_cmd(
     budget: Annotated[
         int | None, typer.Option(help="Max hard cases sent to experts this round")
     ] = None,
+    workers: Workers = None,
+    dask_address: DaskAddress = None,
     home: Home = None,
 ) -> None:
     """One whole round as a Prefect flow: score → route → annotate → train."""
@@ -99,22 +126,28 @@ def round_cmd(
             f"{catalog.home} has no model and no trusted text to train one on; "
             "ingest some first: datawall ingest SOURCE --role trusted"
         )
+    _scale_overrides(catalog.home, workers, dask_address)
     try:
-        summary = curation_round(home=str(catalog.home), budget=budget)
+        summary = curation_round(
+            home=str(catalog.home), budget=budget, workers=workers, dask_address=dask_address
+        )
     except WorkspaceBusy as exc:
         raise fail(str(exc)) from None
     out.print_json(data=json.loads(json.dumps(summary, default=str)))
 
 
 @app.command("dedup")
-def dedup_cmd(home: Home = None) -> None:
+def dedup_cmd(workers: Workers = None, dask_address: DaskAddress = None, home: Home = None) -> None:
     """Find near-duplicates across the whole catalog (MinHash LSH) and reject all but one."""
     from pipelines.flows import dedup_task
 
     catalog = open_catalog(home, must_exist=True)
+    _scale_overrides(catalog.home, workers, dask_address)
     try:
         with catalog.writer("datawall dedup"):
-            summary = dedup_task.fn(str(catalog.home), catalog.current_round())
+            summary = dedup_task.fn(
+                str(catalog.home), catalog.current_round(), workers, dask_address
+            )
     except (ValueError, WorkspaceBusy, LakeError) as exc:
         raise fail(str(exc)) from None
     out.print_json(data=summary)
@@ -133,13 +166,17 @@ def score_cmd(
         str | None,
         typer.Option(help="Reference model instead of the workspace's: hf:PATH"),
     ] = None,
+    workers: Workers = None,
+    dask_address: DaskAddress = None,
     home: Home = None,
 ) -> None:
     """Sample the current model, set the bar, and score every undecided candidate."""
-    from pipelines import modelling, score
+    from pipelines import modelling, scale, score
+    from pipelines.flows import _with_scale
 
     catalog = open_catalog(home, must_exist=True)
-    settings = load_settings(catalog.home)
+    _scale_overrides(catalog.home, workers, dask_address)
+    settings = _with_scale(load_settings(catalog.home), workers, dask_address)
     try:
         chosen = {
             k: modelling.hf_model_ref(v)
@@ -154,7 +191,9 @@ def score_cmd(
         current = chosen.get("model") or modelling.scorer_model(catalog) or ref
         try:
             bar = score.model_bar(catalog, settings, round_, current, ref)
-            n = score.score_candidates(catalog, settings, round_, current, ref, bar)
+            n = scale.score_sharded(catalog, settings, round_, current, ref, bar)
+            if n is None:
+                n = score.score_candidates(catalog, settings, round_, current, ref, bar)
         except RuntimeError as exc:  # e.g. transformers missing for hf:PATH
             raise fail(str(exc)) from None
     out.print(

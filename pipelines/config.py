@@ -84,3 +84,52 @@ class ExperimentConfig:
                 raise ValueError(
                     f"experiment.{name} must be >= 0 (0: inherit), got {getattr(self, name)}"
                 )
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Where the per-shard work of a round runs (``pipelines.scale``) and how training starts.
+
+    Dedup signing and scoring are cut into shards of ``shard_size`` candidates, one Prefect
+    task each. Where the tasks run:
+
+    - ``dask_address`` set: on that existing Dask cluster (``tcp://host:8786``), always;
+    - else ``workers = 1``: in this process, one shard after another (no Dask);
+    - else ``workers = N`` (N > 1): on a local Dask cluster of N worker processes;
+    - else ``workers = "auto"`` (the default): in this process while the step's work fits in
+      one shard (small workspaces and tests pay no cluster start-up), and on a local cluster
+      of ``min(CPU cores, shards)`` workers once it spans more.
+
+    Each worker runs ``threads_per_worker`` tasks at a time with that many torch threads.
+    ``train_nproc`` > 1 trains each round's model in that many ``torchrun`` processes (DDP).
+    """
+
+    workers: int | str = "auto"
+    dask_address: str | None = None
+    shard_size: int = 2_000
+    threads_per_worker: int = 1
+    train_nproc: int = 1
+
+    @staticmethod
+    def parse_workers(value: int | str) -> int | str:
+        """``"auto"`` or a worker count, from a CLI option or a deployment parameter."""
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def __post_init__(self) -> None:
+        if self.workers != "auto" and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise ValueError(f"scale.workers must be 'auto' or an int >= 1, got {self.workers!r}")
+        if self.dask_address is not None and not (
+            isinstance(self.dask_address, str) and "://" in self.dask_address
+        ):
+            raise ValueError(
+                f"scale.dask_address must be a scheduler URL like tcp://host:8786, "
+                f"got {self.dask_address!r}"
+            )
+        for name in ("shard_size", "threads_per_worker", "train_nproc"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"scale.{name} must be an int >= 1, got {value!r}")

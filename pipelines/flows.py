@@ -16,8 +16,9 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import annotate, dedup, modelling, route, score, studio
+from pipelines import annotate, dedup, modelling, route, scale, score, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.config import ScaleConfig
 from pipelines.ingest import ingest
 from pipelines.modelling import ModelRef
 from pipelines.progress import progress_bar
@@ -55,12 +56,20 @@ def ingest_task(
 
 
 @task(name="dedup")
-def dedup_task(home: str, round_: int) -> dict[str, int | str]:
-    """Near-duplicates across the whole catalog → ``reject / near_duplicate`` decisions."""
+def dedup_task(
+    home: str, round_: int, workers: int | str | None = None, dask_address: str | None = None
+) -> dict[str, int | str]:
+    """Near-duplicates across the whole catalog → ``reject / near_duplicate`` decisions.
+
+    Signing runs over shards (on Dask when ``scale`` says so); clustering stays global.
+    """
     catalog, settings = workspace(home)
+    settings = _with_scale(settings, workers, dask_address)
     total = dedup.count_unsigned(catalog, settings.dedup)
     with progress_bar(f"dedup round {round_}", total) as advance:
+        signed = scale.sign_sharded(catalog, settings, round_, progress=advance)
         report = dedup.dedup(catalog, settings.dedup, round_, progress=advance)
+    report.signed += signed
     return report.summary()
 
 
@@ -68,18 +77,27 @@ def dedup_task(home: str, round_: int) -> dict[str, int | str]:
 def models_task(home: str) -> tuple[ModelRef, ModelRef]:
     """The round's scorer and the reference model, training the reference if needed."""
     catalog, settings = workspace(home)
-    reference = modelling.ensure_reference(catalog, settings)
+    reference = modelling.ensure_reference(catalog, settings, nproc=settings.scale.train_nproc)
     return modelling.scorer_model(catalog) or reference, reference
 
 
 @task(name="score")
 def score_task(
-    home: str, round_: int, current: ModelRef, reference: ModelRef, budget: int | None
+    home: str,
+    round_: int,
+    current: ModelRef,
+    reference: ModelRef,
+    budget: int | None,
+    workers: int | str | None = None,
+    dask_address: str | None = None,
 ) -> score.Bar:
+    """The bar (in the flow's process), then the candidates' scores (sharded, see ``scale``)."""
     catalog, settings = workspace(home)
-    settings = _with_budget(settings, budget)
+    settings = _with_scale(_with_budget(settings, budget), workers, dask_address)
     bar = score.model_bar(catalog, settings, round_, current, reference)
-    n = score.score_candidates(catalog, settings, round_, current, reference, bar)
+    n = scale.score_sharded(catalog, settings, round_, current, reference, bar)
+    if n is None:
+        n = score.score_candidates(catalog, settings, round_, current, reference, bar)
     get_run_logger().info("round %d: bar %.4f, %d candidates scored", round_, bar.bar, n)
     return bar
 
@@ -121,8 +139,10 @@ def label_studio_pull_task(home: str) -> dict[str, Any]:
 
 @task(name="train")
 def train_task(home: str, round_: int, parent: ModelRef) -> ModelRef:
+    """Continue ``parent``; ``scale.train_nproc`` > 1 trains in that many torchrun processes."""
     catalog, settings = workspace(home)
-    return modelling.train_round_model(catalog, settings, round_, parent)
+    nproc = settings.scale.train_nproc
+    return modelling.train_round_model(catalog, settings, round_, parent, nproc=nproc)
 
 
 @task(name="finish-round")
@@ -151,6 +171,18 @@ def finish_round_task(
 
 def _with_budget(settings: Settings, budget: int | None) -> Settings:
     return settings if budget is None else settings.with_overrides({"route.budget": budget})
+
+
+def _with_scale(
+    settings: Settings, workers: int | str | None, dask_address: str | None
+) -> Settings:
+    """``--workers`` / ``--dask-address`` (or the deployment's parameters) over datawall.yaml."""
+    overrides: dict[str, Any] = {}
+    if workers is not None:
+        overrides["scale.workers"] = ScaleConfig.parse_workers(workers)
+    if dask_address:
+        overrides["scale.dask_address"] = dask_address
+    return settings.with_overrides(overrides) if overrides else settings
 
 
 def finish_round(
@@ -205,19 +237,26 @@ def finish_round(
 
 # -- flows --------------------------------------------------------------------------------
 @flow(name="curation-round", log_prints=True)
-def curation_round(home: str | None = None, budget: int | None = None) -> dict[str, Any]:
+def curation_round(
+    home: str | None = None,
+    budget: int | None = None,
+    workers: int | str | None = None,
+    dask_address: str | None = None,
+) -> dict[str, Any]:
     """dedup → score → route → annotate → train, on what the workspace holds.
 
-    With no model yet, the reference model is first trained on the trusted set.
+    With no model yet, the reference model is first trained on the trusted set. ``workers``
+    and ``dask_address`` override the workspace's ``scale`` settings (where dedup signing
+    and scoring shards run: see ``pipelines.scale``).
     """
     home = str(resolve_home(home))
     catalog = Catalog(home).init()
     with catalog.writer("curation round"):
         round_ = catalog.current_round()
         started_at = now()
-        dedup_task(home, round_)
+        dedup_task(home, round_, workers, dask_address)
         current, reference = models_task(home)
-        bar = score_task(home, round_, current, reference, budget)
+        bar = score_task(home, round_, current, reference, budget, workers, dask_address)
         decisions = route_task(home, round_, bar, budget)
         queue = annotate_task(home, round_, current.model_id)
         new_model = train_task(home, round_, current)

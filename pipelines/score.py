@@ -303,8 +303,7 @@ def score_candidates(
     quality = QualityModel.load(bar.quality_model)
     with progress_bar(f"score round {round_}", total) as advance:
         for part in to_score_shards(catalog, settings, round_):
-            ids = part.column("candidate_id").to_pylist()
-            key = f"r{round_:04d}-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+            key = shard_key(round_, part.column("candidate_id").to_pylist())
             if not catalog.exists("scores", key):
                 table = score_shard(
                     part, settings, round_, current, reference, model, ref, quality, bar
@@ -356,6 +355,11 @@ def rule_scan(catalog: Catalog, settings: Settings, round_: int) -> tuple[int, i
         seen += len(reasons)
         failing += len(reasons) - reasons.null_count
     return seen, failing
+
+
+def shard_key(round_: int, ids: list[str]) -> str:
+    """The ``scores`` file key of a shard: the round and a digest of its candidate ids."""
+    return f"r{round_:04d}-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def score_shard(

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from annotation.config import AnnotationConfig
-from pipelines.config import ExperimentConfig, IngestConfig, ScoreConfig
+from pipelines.config import ExperimentConfig, IngestConfig, ScaleConfig, ScoreConfig
 from pipelines.lake import StorageConfig
 from scoring.config import DedupConfig, HeuristicConfig, QualityConfig, RouteConfig
 from trainer.config import ModelConfig, TrainConfig
@@ -46,6 +46,7 @@ class Settings:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)  # where the lake lives
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "settings") -> Settings:
