@@ -98,7 +98,8 @@ class ScaleConfig:
     - else ``workers = N`` (N > 1): on a local Dask cluster of N worker processes;
     - else ``workers = "auto"`` (the default): in this process while the step's work fits in
       one shard (small workspaces and tests pay no cluster start-up), and on a local cluster
-      of ``min(CPU cores, shards)`` workers once it spans more.
+      of ``min(CPU cores // threads_per_worker, shards)`` workers once it spans more (in
+      this process still where that is one worker: a one-core machine).
 
     Each worker runs ``threads_per_worker`` tasks at a time with that many torch threads.
     ``train_nproc`` > 1 trains each round's model in that many ``torchrun`` processes (DDP).

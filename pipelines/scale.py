@@ -96,7 +96,9 @@ def workers_for(scale: ScaleConfig, n_shards: int) -> int:
     """Local workers to start for ``n_shards`` (0: run in this process; the rule is in
     ``ScaleConfig``). Not used when ``scale.dask_address`` names a cluster."""
     if scale.workers == "auto":
-        return 0 if n_shards <= 1 else min(os.cpu_count() or 1, n_shards)
+        fit = (os.cpu_count() or 1) // scale.threads_per_worker
+        n = min(fit, n_shards)
+        return 0 if n <= 1 else n
     return 0 if scale.workers == 1 else int(scale.workers)
 
 
@@ -118,7 +120,7 @@ def dask_address(scale: ScaleConfig, n_shards: int) -> Iterator[str | None]:
         n_workers=n_workers,
         threads_per_worker=scale.threads_per_worker,
         processes=True,  # torch and the tokenizer hold the GIL: threads would not scale
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: never collides with a running cluster
         silence_logs=logging.WARNING,
     ) as cluster:
         yield cluster.scheduler_address

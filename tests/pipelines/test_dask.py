@@ -25,8 +25,6 @@ from pipelines.ingest import ingest
 from pipelines.settings import load_settings, save_settings
 from trainer.checkpoint import CONFIG
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
 SHARD = {"score.shard_rows": 40, "scale.shard_size": 40}  # 120 pool texts: 3 score shards
 
 
@@ -67,7 +65,7 @@ def cluster():
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as c:
         yield c
 
@@ -84,6 +82,8 @@ def table(catalog: Catalog, sql: str) -> list[dict]:
     return catalog.query(sql).to_pylist()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_two_dask_workers_decide_exactly_as_one_process(base_home, cluster, tmp_path):
     base, (orig, copy) = base_home
     # copies share the reference model: only where the shards run differs
@@ -102,8 +102,8 @@ def test_two_dask_workers_decide_exactly_as_one_process(base_home, cluster, tmp_
 
     # the shards ran on the external cluster's workers, as Prefect tasks
     prefixes = set(cluster.scheduler.task_prefixes)
-    assert any(p.startswith("sign-shard") for p in prefixes), prefixes
-    assert any(p.startswith("score-shard") for p in prefixes), prefixes
+    assert any(p.startswith("sign_shard_task") for p in prefixes), prefixes
+    assert any(p.startswith("score_shard_task") for p in prefixes), prefixes
     assert len(list((dask / "lake" / "minhash").glob("*.parquet"))) > 2
 
     # same signatures, same decisions (reason, duplicate kept, bar), same scores
@@ -154,6 +154,8 @@ def dups(catalog: Catalog) -> dict[str, str]:
     return {r["source_id"]: r["kept"] for r in rows}
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_workers_option_starts_a_local_cluster_for_dedup(base_home, tmp_path, caplog):
     base, (orig, copy) = base_home
     home = copy_home(base, tmp_path / "local")
@@ -174,8 +176,8 @@ def test_workers_option_starts_a_local_cluster_for_dedup(base_home, tmp_path, ca
     assert report2["already_rejected"] == report["rejected"]
 
 
-def test_bad_scale_options_are_refused(base_home):
-    base, _ = base_home
+def test_bad_scale_options_are_refused(tmp_path):
+    base = Catalog(tmp_path / "home").init().home
     for args in (["--workers", "0"], ["--workers", "many"], ["--dask-address", "localhost"]):
         result = CliRunner().invoke(app, ["dedup", "--home", str(base), *args])
         assert result.exit_code == 2, (args, result.output)
