@@ -46,6 +46,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# a loaded machine can take longer than the default 20 s to start the ephemeral API
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from pipelines import dedup, modelling, route, scale, score  # noqa: E402
 from pipelines.catalog import Catalog  # noqa: E402

@@ -195,3 +195,27 @@ def test_auto_runs_small_work_in_process():
     assert ScaleConfig.parse_workers("4") == 4 and ScaleConfig.parse_workers("Auto") == "auto"
     with pytest.raises(ValueError, match="scale.workers"):
         ScaleConfig(workers=0)
+
+
+def test_a_shard_whose_rows_changed_is_refused_and_a_planned_one_is_written_once(tmp_path):
+    """Workers check they read the planned rows (keys are digests of the ids)."""
+    catalog = Catalog(tmp_path / "home").init()
+    texts = random_docs(12, seed=3)
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    ingest(catalog, str(path), role="pool", id_field="id")
+    cfg = load_settings(catalog.home).dedup
+    shards = scale.plan_signing(catalog, cfg, 5)
+    assert [s.rows for s in shards] == [5, 5, 2]
+    assert scale.sign_shard(str(catalog.home), cfg, 1, shards[0]) == 5
+    assert scale.sign_shard(str(catalog.home), cfg, 1, shards[0]) == 0  # exists: skipped
+    more = tmp_path / "b.jsonl"
+    more.write_text(
+        "".join(
+            json.dumps({"id": f"b{i}", "text": t}) + "\n"
+            for i, t in enumerate(random_docs(30, seed=4))
+        )
+    )
+    ingest(catalog, str(more), role="pool", id_field="id")  # new ids inside the planned ranges
+    with pytest.raises(RuntimeError, match="dedup signing shard 1 .* not the 5 planned"):
+        scale.sign_shard(str(catalog.home), cfg, 1, shards[1])
