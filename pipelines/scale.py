@@ -193,9 +193,14 @@ def plan_signing(catalog: Catalog, cfg: DedupConfig, shard_size: int) -> list[Sh
     return _groups(files, 1)
 
 
-def sign_shard(home: str, cfg: DedupConfig, round_: int, shard: Shard) -> int:
-    """Worker side: sign one shard's candidates and write its ``minhash`` file."""
-    catalog = Catalog(home)
+def sign_shard(
+    home: str, cfg: DedupConfig, round_: int, shard: Shard, lake: str | None = None
+) -> int:
+    """Worker side: sign one shard's candidates and write its ``minhash`` file.
+
+    ``lake``: the flow's lake URL, so a worker whose environment names no lake (or another
+    one) still reads and writes the flow's."""
+    catalog = Catalog(home, lake)
     if catalog.exists("minhash", shard.keys[0]):
         return 0
     sql = (
@@ -211,8 +216,10 @@ def sign_shard(home: str, cfg: DedupConfig, round_: int, shard: Shard) -> int:
 
 
 @task(name="sign-shard")
-def sign_shard_task(home: str, cfg: DedupConfig, round_: int, shard: Shard) -> int:
-    return sign_shard(home, cfg, round_, shard)
+def sign_shard_task(
+    home: str, cfg: DedupConfig, round_: int, shard: Shard, lake: str | None = None
+) -> int:
+    return sign_shard(home, cfg, round_, shard, lake)
 
 
 @flow(name="dedup-sign-shards")
@@ -220,10 +227,13 @@ def sign_shards_flow(
     home: str,
     cfg: DedupConfig,
     round_: int,
+    lake: str,
     shards: list[Shard],
 ) -> int:
     """Sign every shard on the flow's task runner (Dask); returns the candidates signed."""
-    futures = sign_shard_task.map(unmapped(home), unmapped(cfg), unmapped(round_), shards)
+    futures = sign_shard_task.map(
+        unmapped(home), unmapped(cfg), unmapped(round_), shards, unmapped(lake)
+    )
     return _gather(futures, shards)
 
 
@@ -236,7 +246,7 @@ def sign_sharded(
     """Sign the unsigned candidates on Dask when the scale rule says so; returns how many
     were signed there (0: left to ``dedup.dedup``'s in-process signing)."""
     shards = plan_signing(catalog, settings.dedup, settings.scale.shard_size)
-    args = (str(catalog.home), settings.dedup, round_)
+    args = (str(catalog.home), settings.dedup, round_, catalog.lake_url)
     done = _run_sharded(sign_shards_flow, settings.scale, shards, args, progress)
     return done or 0
 
@@ -272,10 +282,11 @@ def score_shard_files(
     reference: ModelRef,
     bar: Bar,
     shard: Shard,
+    lake: str | None = None,
 ) -> int:
     """Worker side: score one shard's candidates and write its ``scores`` files."""
     _limit_threads(settings.scale.threads_per_worker)
-    catalog = Catalog(home)
+    catalog = Catalog(home, lake)
     sql = _TO_SCORE_RANGE.format(load_sql("to_score"))
     part = catalog.query(sql, [round_, shard.lo, shard.hi])
     model, ref = load_scorer(current), load_scorer(reference)
@@ -301,8 +312,9 @@ def score_shard_task(
     reference: ModelRef,
     bar: Bar,
     shard: Shard,
+    lake: str | None = None,
 ) -> int:
-    return score_shard_files(home, settings, round_, current, reference, bar, shard)
+    return score_shard_files(home, settings, round_, current, reference, bar, shard, lake)
 
 
 @flow(name="score-shards")
@@ -313,6 +325,7 @@ def score_shards_flow(
     current: ModelRef,
     reference: ModelRef,
     bar: Bar,
+    lake: str,
     shards: list[Shard],
 ) -> int:
     """Score every shard on the flow's task runner (Dask); returns the candidates scored."""
@@ -324,6 +337,7 @@ def score_shards_flow(
         unmapped(reference),
         unmapped(bar),
         shards,
+        unmapped(lake),
     )
     return _gather(futures, shards)
 
@@ -339,7 +353,7 @@ def score_sharded(
     """Score the round's candidates on Dask when the scale rule says so; returns how many,
     or None when the work stays in-process (``score.score_candidates``)."""
     shards = plan_scoring(catalog, settings, round_)
-    args = (str(catalog.home), settings, round_, current, reference, bar)
+    args = (str(catalog.home), settings, round_, current, reference, bar, catalog.lake_url)
     total = sum(s.rows for s in shards)
     with progress_bar(f"score round {round_} ({len(shards)} shards)", total) as advance:
         return _run_sharded(score_shards_flow, settings.scale, shards, args, advance)
