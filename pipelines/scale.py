@@ -20,12 +20,13 @@ How a sharded step runs:
    for its next shards.
 3. **Global**: the flow goes on with the clustering, the bar and routing over the lake.
 
-File keys are the ones the in-process path writes (a digest of the ids a file holds), and
-scoring cuts the pool into the same ``score.shard_rows`` files in the same order, so a
-Dask run writes the same files as a single-process run and a rerun or a resumed run
-skips what exists: nothing is duplicated. Scores are computed on the same batches; what
-can differ is the torch thread count (``scale.threads_per_worker`` on a worker, all cores
-in-process), which the test and the benchmark show leaves the decisions identical.
+File keys follow the in-process path's scheme (the round or signature settings, and a
+digest of the ids a file holds), so a rerun or a resumed run skips what exists and nothing
+is duplicated. The Dask path cuts the work in candidate-id order (a shard is an id range a
+worker can read back); the in-process path streams DuckDB's order, so the two may group
+candidates into different files and batches. Scores then agree to float rounding, also
+because the torch thread count differs (``scale.threads_per_worker`` on a worker, all cores
+in-process); the test and the benchmark show the decisions identical.
 """
 
 from __future__ import annotations
@@ -185,10 +186,10 @@ def plan_signing(catalog: Catalog, cfg: DedupConfig, shard_size: int) -> list[Sh
     """Shards of ``shard_size`` unsigned candidates, in id order, one ``minhash`` file each."""
     digest = config_digest(cfg)
     sql = f"SELECT candidate_id FROM ({load_sql('dedup_to_sign')}) ORDER BY candidate_id"
-    ids = catalog.query(sql, {"config": digest}).column(0).to_pylist()
+    ids = catalog.query(sql, {"config": digest}).column(0)
     files = []
     for start in range(0, len(ids), shard_size):
-        part = ids[start : start + shard_size]
+        part = ids.slice(start, shard_size).to_pylist()
         files.append((f"{digest}-{_ids_digest(part)}", part))
     return _groups(files, 1)
 
@@ -259,14 +260,14 @@ _TO_SCORE_RANGE = (
 
 
 def plan_scoring(catalog: Catalog, settings: Settings, round_: int) -> list[Shard]:
-    """The ``score.shard_rows`` files ``score_candidates`` would write, grouped into shards of
-    about ``scale.shard_size`` candidates (at least one file each)."""
+    """Files of ``score.shard_rows`` candidates in id order (as ``score_candidates`` sizes
+    them), grouped into shards of about ``scale.shard_size`` candidates (one file at least)."""
     sql = _TO_SCORE_IDS.format(load_sql("to_score"))
-    ids = catalog.query(sql, [round_]).column(0).to_pylist()
+    ids = catalog.query(sql, [round_]).column(0)  # Arrow: 1M ids are tens of MB
     rows = settings.score.shard_rows
     files = []
     for start in range(0, len(ids), rows):
-        part = ids[start : start + rows]
+        part = ids.slice(start, rows).to_pylist()
         key = shard_key(round_, part)
         if not catalog.exists("scores", key):
             files.append((key, part))
