@@ -16,7 +16,7 @@ Each repetition copies the prepared workspace, so both modes do the same work fr
 state; repetitions are interleaved (single, dask, dask, single, ...). After each run the
 global steps (dedup clustering, routing against the bar) decide every candidate, and the
 decisions are compared with the first single-process run's, field by field; scores are
-compared as the largest absolute difference. Wall time and CPU time (this process and its
+compared as the largest absolute difference (quality included). Wall time and CPU time (this process and its
 finished children: the Dask workers are children of their nannies, which are ours) are
 printed per run, then the medians and the ratio.
 
@@ -132,7 +132,7 @@ def run(prepared: Path, dest: Path, workers: int) -> dict:
     dedup.dedup(catalog, settings.dedup, round_)  # global clustering: nothing left to sign
     route.route_round(catalog, settings, round_, bar)
     decisions = catalog.query(
-        "SELECT candidate_id, decision, reason, duplicate_of, quality FROM latest_decisions "
+        "SELECT candidate_id, decision, reason, duplicate_of FROM latest_decisions "
         "ORDER BY candidate_id"
     )
     scores = catalog.query(
@@ -148,6 +148,12 @@ def run(prepared: Path, dest: Path, workers: int) -> dict:
         "decisions": decisions,
         "scores": scores,
     }
+
+
+def n_different(a, b) -> int:
+    """Candidates whose (decision, reason, duplicate kept) differ between two runs."""
+    rows = {tuple(r.values()) for r in a.to_pylist()} ^ {tuple(r.values()) for r in b.to_pylist()}
+    return len({r[0] for r in rows})
 
 
 def max_diff(a, b) -> float:
@@ -195,11 +201,13 @@ def main() -> None:
             if baseline is None:
                 baseline = res  # the first run is single-process
             res["same"] = res["decisions"].equals(baseline["decisions"])
+            res["n_diff"] = n_different(baseline["decisions"], res["decisions"])
             res["diff"] = max_diff(baseline["scores"], res["scores"])
             results[mode].append(res)
             print(
                 f"{mode:<10}{res['wall']:>9.1f}{res['cpu']:>9.1f}{res['load']:>7.2f}"
-                f"{res['scored']:>8}  {res['same']} (max |score diff| {res['diff']:.2e})",
+                f"{res['scored']:>8}  {res['same']} ({res['n_diff']} differ; "
+                f"max |score diff| {res['diff']:.2e})",
                 flush=True,
             )
             shutil.rmtree(root / f"run-{i}-{mode}")
