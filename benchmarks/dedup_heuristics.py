@@ -73,7 +73,7 @@ def build_pool(n: int, seed: int, out: Path) -> dict:
     for k in range(n_near):
         src = int(rng.integers(n_base))
         origin[n_base + k] = src
-        texts.append(_near_copy(texts[src], rng))
+        texts.append(near_copy(texts[src], rng))
     menu = ["Home | About | Products | Blog | Contact", "Read more >>", "Back to top"]
     is_menu = np.zeros(n, dtype=bool)  # menu pages are near copies of one another too
     for k in range(n_junk):
@@ -119,7 +119,8 @@ def build_pool(n: int, seed: int, out: Path) -> dict:
     return {"n": n, "near": n_near, "junk": n_junk, "chars": sum(len(t) for t in texts) / n}
 
 
-def _near_copy(text: str, rng) -> str:
+def near_copy(text: str, rng) -> str:
+    """A near copy: 1-4 word substitutions, insertions or deletions (also used by memory_scale)."""
     words = text.split(" ")
     for _ in range(int(rng.integers(1, 5))):
         op, i = int(rng.integers(3)), int(rng.integers(len(words)))

@@ -42,6 +42,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from dedup_heuristics import near_copy  # the sibling benchmark's near-copy edit (same folder)
+
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("ingest", "sign", "cluster", "rules")
 _CHUNK = 10_000
@@ -103,7 +105,7 @@ def build_pool(n: int, kind: str, seed: int, path: Path) -> dict:
                 pool = every if kind == "adversarial" else recent
                 w = int(what[k]) if pool else 4
                 if w == 0:
-                    text, name = _near_copy(pool[int(rng.integers(len(pool)))], rng), "near"
+                    text, name = near_copy(pool[int(rng.integers(len(pool)))], rng), "near"
                 elif w == 1:
                     text, name = pool[int(rng.integers(len(pool)))], "exact"
                 elif w == 2:
@@ -123,20 +125,6 @@ def build_pool(n: int, kind: str, seed: int, path: Path) -> dict:
             fh.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
     return counts
-
-
-def _near_copy(text: str, rng) -> str:
-    words = text.split(" ")
-    for _ in range(int(rng.integers(1, 5))):
-        op, i = int(rng.integers(3)), int(rng.integers(len(words)))
-        other = words[int(rng.integers(len(words)))]
-        if op == 0:
-            words[i] = other
-        elif op == 1 or len(words) < 10:
-            words.insert(i, other)
-        else:
-            del words[i]
-    return " ".join(words)
 
 
 # -- the child: one size, one fresh workspace -----------------------------------------------
