@@ -58,15 +58,21 @@ def sweep_temp_files(home: Path) -> list[Path]:
     Call only while holding the workspace's writer lock.
     """
     removed = []
-    for path in sorted(Path(home).rglob("*")):
-        pid = temp_file_pid(path.name)
-        if pid is False or (pid is not None and _alive(pid)):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
+    # one streaming walk (this runs every time a writer takes the lock): no listing of the
+    # whole workspace held or sorted, and no descent into a temporary folder being removed
+    for folder, dirs, files in os.walk(home):
+        for name in list(dirs) + files:
+            pid = temp_file_pid(name)
+            if pid is False or (pid is not None and _alive(pid)):
+                continue
+            path = Path(folder) / name
+            if name in dirs and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                dirs.remove(name)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    removed.sort()
     if removed:
         logger.warning(
             "removed %d temporary file(s) left by an interrupted writer in %s (first: %s)",
