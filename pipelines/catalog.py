@@ -59,6 +59,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("ingest_id", pa.string()),
             ("round", pa.int32()),
             ("ingested_at", _TS),
+            # "text" (NULL in files written before pairs existed) or "pair": then ``prompt``
+            # holds the normalised prompt and ``text`` the response
+            ("kind", pa.string()),
+            ("prompt", pa.string()),
         ]
     ),
     "quarantine": pa.schema(
@@ -200,6 +204,42 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("settings", pa.string()),
             ("started_at", _TS),
             ("finished_at", _TS),
+        ]
+    ),
+    # Prompt/response candidates (kind = "pair"): both responses to the prompt, scored the
+    # same way (pipelines/score_pairs.py). bpb is of the response given the prompt.
+    "pair_scores": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("round", pa.int32()),
+            ("model_id", pa.string()),
+            ("ref_model_id", pa.string()),
+            ("model_response", pa.string()),  # the current model's own answer (sampled)
+            ("loss_model", pa.float64()),  # candidate response | prompt, current model
+            ("loss_ref", pa.float64()),  # candidate response | prompt, reference model
+            ("own_loss_model", pa.float64()),
+            ("own_loss_ref", pa.float64()),
+            ("relevance", pa.float64()),  # ref bpb(response) - ref bpb(response | prompt)
+            ("own_relevance", pa.float64()),
+            ("quality", pa.float64()),  # quality classifier P(good) of the candidate response
+            ("own_quality", pa.float64()),
+            ("score", pa.float64()),  # the candidate's pair score (log-odds scale)
+            ("own_score", pa.float64()),  # the model's own response's pair score
+            ("gap", pa.float64()),  # score - own_score: > margin accept, < -margin reject
+            ("rule_reason", pa.string()),
+            ("scored_at", _TS),
+        ]
+    ),
+    # Pairwise expert tasks: which side (a or b) showed the candidate; the other side showed
+    # model_response. Written before the task is pushed, so an answer can always be mapped.
+    "pair_tasks": pa.schema(
+        [
+            ("candidate_id", pa.string()),
+            ("round", pa.int32()),
+            ("candidate_side", pa.string()),  # "a" | "b"
+            ("model_response", pa.string()),
+            ("model_id", pa.string()),
+            ("pushed_at", _TS),
         ]
     ),
     # `datawall experiment`: one row per trained arm x seed (pipelines/experiment.py)

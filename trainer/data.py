@@ -22,11 +22,29 @@ only state is a position counter, so resuming at a position reproduces the run e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from trainer.tokenizer import Tokenizer
+
+
+class Pair(NamedTuple):
+    """A prompt and its response: trained and scored on the response tokens only."""
+
+    prompt: str
+    response: str
+
+
+# What the model reads before a response: the prompt framed so that a model trained on plain
+# text and on pairs alike learns where an answer starts. Plain str in, plain str out.
+PROMPT_FORMAT = "### Question\n{prompt}\n### Answer\n"
+
+
+def render_prefix(prompt: str) -> str:
+    """The text that precedes a response in training, scoring and sampling."""
+    return PROMPT_FORMAT.format(prompt=prompt)
 
 
 def token_stream(texts: Sequence[str], tokenizer: Tokenizer) -> np.ndarray:
