@@ -22,6 +22,8 @@ error messages.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -36,6 +38,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from annotation.config import AnnotationConfig
 from annotation.labeling import labeling_config
+from annotation.pairwise import PairwiseConfig, pairwise_labeling_config
 
 log = logging.getLogger("datawall.annotation")
 T = TypeVar("T")
@@ -81,7 +84,7 @@ class Studio:
         self,
         cfg: StudioConfig,
         token: str,
-        annotation: AnnotationConfig | None = None,
+        annotation: AnnotationConfig | PairwiseConfig | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -99,6 +102,27 @@ class Studio:
 
     def __repr__(self) -> str:  # never the token
         return f"Studio(url={self.cfg.url!r}, project={self.cfg.project_title!r})"
+
+    def sibling(self, project_title: str, annotation: AnnotationConfig | PairwiseConfig) -> Studio:
+        """The same server and client (so the token is not handled again), another project
+        with another labeling job: the pairwise project beside the accept/reject one."""
+        other = copy.copy(self)
+        other.cfg = dataclasses.replace(self.cfg, project_title=project_title)
+        other.annotation = annotation
+        return other
+
+    def _labeling(self) -> tuple[str, str]:
+        """(labeling config XML, project description) of this Studio's job."""
+        if isinstance(self.annotation, PairwiseConfig):
+            return (
+                pairwise_labeling_config(self.annotation),
+                "Hard prompt/response pairs from datawall: which response is better (blind), "
+                "optionally a rewrite.",
+            )
+        return (
+            labeling_config(self.annotation),
+            "Hard cases from datawall: accept or reject, optionally fix the text.",
+        )
 
     # -- plumbing -------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -127,7 +151,7 @@ class Studio:
     # -- project --------------------------------------------------------------------------
     def ensure_project(self) -> int:
         """The project's id: found by title, else created; its labeling config kept current."""
-        config = labeling_config(self.annotation)
+        config, description = self._labeling()
         title = self.cfg.project_title
         found = self._call(
             "list projects", lambda: [p for p in self._client.projects.list(title=title)]
@@ -139,7 +163,7 @@ class Studio:
                 lambda: self._client.projects.create(
                     title=title,
                     label_config=config,
-                    description="Hard cases from datawall: accept or reject, optionally fix the text.",
+                    description=description,
                     show_skip_button=True,
                     maximum_annotations=1_000,
                 ),

@@ -5,7 +5,8 @@
 task carrying the model's guess as a prediction. ``import_export`` reads a Label Studio
 JSON export back: every annotation is stored once (by its id), a consensus is taken per
 candidate over all its annotations so far, and the consensus becomes an ``expert``
-decision. Re-importing the same export changes nothing.
+decision. Re-importing the same export changes nothing. An export of the pairwise project
+(tasks with ``response_a``/``response_b``) goes to :mod:`pipelines.annotate_pairs`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from annotation.consensus import consensus
-from annotation.queue import AnnotationRecord, ParseResult, parse_export, write_queue
+from annotation.pair_tasks import is_pair_task
+from annotation.queue import AnnotationRecord, ParseResult, parse_export, read_queue, write_queue
 from annotation.tasks import build_tasks
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.settings import Settings
@@ -44,6 +46,7 @@ class ImportReport:
     decisions: int = 0
     errors: list[str] = field(default_factory=list)
     already_imported: bool = False
+    rewrites: int = 0  # pairwise answers: rewrites stored as new accepted pair candidates
 
 
 def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int) -> ImportReport:
@@ -52,8 +55,26 @@ def import_export(catalog: Catalog, settings: Settings, path: Path, round_: int)
     key = "import-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     if catalog.exists("annotations", key):
         return ImportReport(file=str(path), already_imported=True)
-    parsed = parse_export(path, settings.annotation)
-    return import_parsed(catalog, parsed, str(path), key, round_)
+    tasks = read_queue(path)
+    pairs = [t for t in tasks if is_pair_task(t)]
+    if not pairs:
+        parsed = parse_export(path, settings.annotation)
+        return import_parsed(catalog, parsed, str(path), key, round_)
+    # an export of the pairwise project (or both projects' tasks in one file)
+    from pipelines import annotate_pairs
+
+    report = annotate_pairs.import_export(catalog, pairs, str(path), key + "-pairs", round_)
+    texts = [t for t in tasks if not is_pair_task(t)]
+    if texts:
+        more = import_parsed(
+            catalog, parse_export(texts, settings.annotation), str(path), key, round_
+        )
+        for name in ("annotations_read", "annotations_new", "malformed", "decisions"):
+            setattr(report, name, getattr(report, name) + getattr(more, name))
+        report.errors.extend(more.errors)
+    else:  # mark the file imported under its own key too
+        catalog.write("annotations", pa.Table.from_pylist([], SCHEMAS["annotations"]), key)
+    return report
 
 
 def import_parsed(

@@ -19,7 +19,7 @@ annotate_app = typer.Typer(help="Hard cases for experts: push, import, pull, sta
 def annotate_push(home: Home = None) -> None:
     """Write the round's queued hard cases to the import file; to Label Studio when configured."""
     from annotation.studio import StudioError
-    from pipelines import annotate, studio
+    from pipelines import annotate, annotate_pairs, studio
 
     catalog = open_catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
@@ -30,16 +30,27 @@ def annotate_push(home: Home = None) -> None:
         )
         path, n = annotate.push(catalog, settings, round_, model_id)
         out.print(f"{n} task(s) in {path}")
+        try:
+            pair_path, n_pairs = annotate_pairs.push(catalog, round_, model_id)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        if pair_path is not None:
+            out.print(f"{n_pairs} pairwise task(s) in {pair_path}")
         server = studio.studio_from_env(catalog, settings)
         if server is not None:
             try:
                 report = studio.push(catalog, settings, server, round_, model_id)
+                pairs = None
+                if catalog.scalar("SELECT count(*) FROM pair_tasks"):
+                    pairs = annotate_pairs.push_server(catalog, server, round_, model_id)
             except StudioError as exc:
                 raise fail(f"{exc}; nothing is lost: run the push again when it is back") from None
-            out.print(
-                f"Label Studio {report.server} project {report.project_id}: {report.tasks} "
-                f"pending task(s), {report.imported} imported now"
-            )
+            for what in (report, pairs):
+                if what is not None:
+                    out.print(
+                        f"Label Studio {what.server} project {what.project_id}: {what.tasks} "
+                        f"pending task(s), {what.imported} imported now"
+                    )
 
 
 @annotate_app.command("import")
@@ -64,9 +75,10 @@ def annotate_import(
     if report.already_imported:
         out.print(f"{file}: already imported; nothing changed")
         return
+    rewrites = f", {report.rewrites} rewrite(s) as new candidates" if report.rewrites else ""
     out.print(
         f"{report.annotations_new} new annotation(s) of {report.annotations_read} read, "
-        f"{report.malformed} skipped, {report.decisions} expert decision(s)"
+        f"{report.malformed} skipped, {report.decisions} expert decision(s){rewrites}"
     )
 
 
@@ -82,13 +94,15 @@ def annotate_pull(home: Home = None) -> None:
 @annotate_app.command("status")
 def annotate_status(home: Home = None) -> None:
     """Hard cases queued, answered and waiting, per round; and the server's view."""
-    from pipelines import studio
+    from pipelines import annotate_pairs, studio
 
     catalog = open_catalog(home, must_exist=True)
     print_table(catalog.named("annotation_status"), "annotation status")
     server = studio.studio_from_env(catalog, load_settings(catalog.home))
     if server is not None:
         out.print_json(data=studio.status(catalog, server))
+    if catalog.scalar("SELECT count(*) FROM pair_tasks"):
+        out.print_json(data=annotate_pairs.status(catalog, server))
 
 
 @annotate_app.command("simulate")
@@ -102,11 +116,21 @@ def annotate_simulate(
         int | None, typer.Option(help="How many experts are noisy [default: all]")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    rewrite_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Pairs: source column with the response an expert writes when both are bad"
+        ),
+    ] = None,
     home: Home = None,
 ) -> None:
-    """Answer pending hard cases from a gold column, through the same path a person's takes."""
+    """Answer pending hard cases from a gold column, through the same path a person's takes.
+
+    Texts read accept/reject from the column; prompt/response pairs read candidate, model or
+    both_bad from the same column and answer the blind pairwise tasks.
+    """
     from annotation.studio import StudioError
-    from pipelines import studio
+    from pipelines import annotate_pairs, studio
 
     catalog = open_catalog(home, must_exist=True)
     settings = load_settings(catalog.home)
@@ -122,6 +146,19 @@ def annotate_simulate(
                 noisy=noisy,
                 seed=seed,
             )
+            if catalog.scalar("SELECT count(*) FROM pair_tasks"):
+                pairs = annotate_pairs.simulate(
+                    catalog,
+                    studio.studio_from_env(catalog, settings),
+                    oracle_field,
+                    rewrite_field,
+                    annotators=annotators,
+                    noise=noise,
+                    noisy=noisy,
+                    seed=seed,
+                )
+                if pairs["answered"]:
+                    result["pairs"] = pairs
     except (ValueError, StudioError, WorkspaceBusy) as exc:
         raise fail(str(exc)) from None
     out.print_json(data=result)

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import annotate, dedup, modelling, route, scale, score, studio
+from pipelines import annotate, annotate_pairs, dedup, modelling, route, scale, score, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.config import ScaleConfig
 from pipelines.ingest import ingest
@@ -115,9 +115,16 @@ def annotate_task(home: str, round_: int, model_id: str) -> dict[str, Any]:
     catalog, settings = workspace(home)
     path, n = annotate.push(catalog, settings, round_, model_id)
     out: dict[str, Any] = {"queue": str(path), "tasks": n}
+    pair_path, n_pairs = annotate_pairs.push(catalog, round_, model_id)
+    if pair_path is not None:
+        out["pairs"] = {"queue": str(pair_path), "tasks": n_pairs}
     server = studio.studio_from_env(catalog, settings)
     if server is not None:
         out["label_studio"] = dataclasses.asdict(label_studio_push_task(home, round_, model_id))
+        if pair_path is not None or catalog.scalar("SELECT count(*) FROM pair_tasks"):
+            out.setdefault("pairs", {})["label_studio"] = dataclasses.asdict(
+                label_studio_push_pairs_task(home, round_, model_id)
+            )
     return out
 
 
@@ -129,12 +136,27 @@ def label_studio_push_task(home: str, round_: int, model_id: str) -> studio.Push
     return studio.push(catalog, settings, server, round_, model_id)
 
 
+@task(name="label-studio-push-pairs", retries=2, retry_delay_seconds=10)
+def label_studio_push_pairs_task(
+    home: str, round_: int, model_id: str
+) -> annotate_pairs.PairPushReport:
+    """The queued hard pairs to the workspace's pairwise project."""
+    catalog, settings = workspace(home)
+    server = studio.studio_from_env(catalog, settings)
+    return annotate_pairs.push_server(catalog, server, round_, model_id)
+
+
 @task(name="label-studio-pull", retries=2, retry_delay_seconds=10)
 def label_studio_pull_task(home: str) -> dict[str, Any]:
     catalog, settings = workspace(home)
     server = studio.studio_from_env(catalog, settings)
     report = studio.pull(catalog, settings, server)
-    return {"annotations_new": report.annotations_new, "decisions": report.decisions}
+    pairs = annotate_pairs.pull(catalog, server)  # nothing while no pair was ever pushed
+    return {
+        "annotations_new": report.annotations_new + pairs.annotations_new,
+        "decisions": report.decisions + pairs.decisions,
+        "rewrites": pairs.rewrites,
+    }
 
 
 @task(name="train")
@@ -301,6 +323,8 @@ def annotation_pull(home: str | None = None) -> dict[str, Any]:
             pulled = label_studio_pull_task(str(catalog.home))
             totals["label_studio_annotations_new"] += pulled["annotations_new"]
             totals["decisions"] += pulled["decisions"]
+            if pulled["rewrites"]:
+                totals["rewrites"] += pulled["rewrites"]
         for path in sorted(inbox.glob("*.json")):
             try:
                 report = annotate.import_export(catalog, settings, path, round_)
@@ -313,6 +337,8 @@ def annotation_pull(home: str | None = None) -> dict[str, Any]:
             totals["files"] += 1
             totals["annotations_new"] += report.annotations_new
             totals["decisions"] += report.decisions
+            if report.rewrites:
+                totals["rewrites"] += report.rewrites
             done.mkdir(exist_ok=True)
             Path(path).replace(done / path.name)
     return dict(totals)

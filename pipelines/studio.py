@@ -21,13 +21,14 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from annotation.queue import parse_export, read_queue
+from annotation.queue import ParseResult, parse_export, read_queue
 from annotation.simulate import simulate_answers
 from annotation.studio import Studio, StudioConfig
 from annotation.tasks import build_tasks
@@ -80,6 +81,14 @@ def push(
     tasks = build_tasks(rows, model_version=model_id, cfg=settings.annotation)
     project_id = studio.ensure_project()
     mapping, imported = studio.push(project_id, tasks)
+    recorded = record_tasks(catalog, studio, project_id, mapping, round_)
+    return PushReport(studio.cfg.url, project_id, len(tasks), imported, recorded)
+
+
+def record_tasks(
+    catalog: Catalog, studio: Studio, project_id: int, mapping: dict[str, int], round_: int
+) -> int:
+    """Record in ``ls_tasks`` the candidate → task ids of ``project_id`` not recorded yet."""
     known = set(
         catalog.query(
             "SELECT candidate_id FROM ls_tasks WHERE project_id = ? AND server = ?",
@@ -107,7 +116,7 @@ def push(
         )
         key = "push-" + hashlib.sha256(json.dumps(new).encode()).hexdigest()[:16]
         catalog.write("ls_tasks", table, key)
-    return PushReport(studio.cfg.url, project_id, len(tasks), imported, len(new))
+    return len(new)
 
 
 def pull(catalog: Catalog, settings: Settings, studio: Studio) -> ImportReport:
@@ -117,6 +126,21 @@ def pull(catalog: Catalog, settings: Settings, studio: Studio) -> ImportReport:
     minus ``pull_overlap_s`` (a second) of overlap; annotations already stored are skipped by id, so the
     overlap costs nothing and a crash between import and watermark loses nothing.
     """
+    return pull_project(
+        catalog,
+        studio,
+        lambda tasks: parse_export(tasks, settings.annotation),
+        import_parsed,
+    )
+
+
+def pull_project(
+    catalog: Catalog,
+    studio: Studio,
+    parse: Callable[[list[dict[str, Any]]], ParseResult],
+    store: Callable[[Catalog, ParseResult, str, str, int], ImportReport],
+) -> ImportReport:
+    """:func:`pull` for any project: ``parse`` reads the tasks, ``store`` imports them."""
     project_id = studio.ensure_project()
     last = catalog.scalar(
         "SELECT max(watermark) FROM ls_pulls WHERE server = ? AND project_id = ?",
@@ -124,18 +148,18 @@ def pull(catalog: Catalog, settings: Settings, studio: Studio) -> ImportReport:
     )
     since = None if last is None else last - dt.timedelta(seconds=studio.cfg.pull_overlap_s)
     tasks, latest = studio.pull(project_id, since=since)
-    parsed = parse_export(tasks, settings.annotation)
+    parsed = parse(tasks)
     fingerprint = sorted(
         (r.candidate_id, str(r.annotation_id), r.updated_at or "") for r in parsed.records
     )
-    key = "pull-" + hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
+    key = "pull-" + hashlib.sha256(json.dumps([project_id, fingerprint]).encode()).hexdigest()[:16]
     origin = f"{studio.cfg.url} project {project_id}"
     if catalog.exists("annotations", key):
         report = ImportReport(
             file=origin, annotations_read=len(parsed.records), already_imported=True
         )
     else:
-        report = import_parsed(catalog, parsed, origin, key, catalog.current_round())
+        report = store(catalog, parsed, origin, key, catalog.current_round())
     if latest is not None and (last is None or latest > last):
         row = {
             "server": studio.cfg.url,
@@ -215,7 +239,8 @@ def simulate(
 def _queued_tasks(catalog: Catalog) -> list[dict[str, Any]]:
     tasks = []
     for path in sorted((catalog.home / "annotations" / "queue").glob("round-*.json")):
-        tasks.extend(read_queue(path))
+        if not path.name.endswith("-pairs.json"):  # pairwise tasks: pipelines.annotate_pairs
+            tasks.extend(read_queue(path))
     return tasks
 
 
