@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import annotate, annotate_pairs, dedup, modelling, route, scale, score, studio
+from pipelines import annotate, dedup, modelling, route, scale, score, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.config import ScaleConfig
 from pipelines.ingest import ingest
@@ -115,6 +115,8 @@ def annotate_task(home: str, round_: int, model_id: str) -> dict[str, Any]:
     catalog, settings = workspace(home)
     path, n = annotate.push(catalog, settings, round_, model_id)
     out: dict[str, Any] = {"queue": str(path), "tasks": n}
+    from pipelines import annotate_pairs  # hard prompt/response pairs: the pairwise view
+
     pair_path, n_pairs = annotate_pairs.push(catalog, round_, model_id)
     if pair_path is not None:
         out["pairs"] = {"queue": str(pair_path), "tasks": n_pairs}
@@ -122,8 +124,8 @@ def annotate_task(home: str, round_: int, model_id: str) -> dict[str, Any]:
     if server is not None:
         out["label_studio"] = dataclasses.asdict(label_studio_push_task(home, round_, model_id))
         if pair_path is not None or catalog.scalar("SELECT count(*) FROM pair_tasks"):
-            out.setdefault("pairs", {})["label_studio"] = dataclasses.asdict(
-                label_studio_push_pairs_task(home, round_, model_id)
+            out.setdefault("pairs", {})["label_studio"] = label_studio_push_pairs_task(
+                home, round_, model_id
             )
     return out
 
@@ -137,13 +139,13 @@ def label_studio_push_task(home: str, round_: int, model_id: str) -> studio.Push
 
 
 @task(name="label-studio-push-pairs", retries=2, retry_delay_seconds=10)
-def label_studio_push_pairs_task(
-    home: str, round_: int, model_id: str
-) -> annotate_pairs.PairPushReport:
+def label_studio_push_pairs_task(home: str, round_: int, model_id: str) -> dict[str, Any]:
     """The queued hard pairs to the workspace's pairwise project."""
+    from pipelines import annotate_pairs
+
     catalog, settings = workspace(home)
     server = studio.studio_from_env(catalog, settings)
-    return annotate_pairs.push_server(catalog, server, round_, model_id)
+    return dataclasses.asdict(annotate_pairs.push_server(catalog, server, round_, model_id))
 
 
 @task(name="label-studio-pull", retries=2, retry_delay_seconds=10)
@@ -151,6 +153,8 @@ def label_studio_pull_task(home: str) -> dict[str, Any]:
     catalog, settings = workspace(home)
     server = studio.studio_from_env(catalog, settings)
     report = studio.pull(catalog, settings, server)
+    from pipelines import annotate_pairs
+
     pairs = annotate_pairs.pull(catalog, server)  # nothing while no pair was ever pushed
     return {
         "annotations_new": report.annotations_new + pairs.annotations_new,

@@ -65,6 +65,16 @@ def test_push_records_sides_first_and_keeps_them(tmp_path):
     assert studio.simulate(catalog, Settings(), None, "gold") == {"answered": 0, "annotations": 0}
 
 
+def test_the_rounds_annotate_step_writes_the_pair_queue(tmp_path):
+    from pipelines.flows import annotate_task
+
+    home = tmp_path / "home"
+    make_pair_home(home, 5)
+    out = annotate_task.fn(str(home), 1, "m")
+    assert out["tasks"] == 0 and out["pairs"]["tasks"] == 5
+    assert out["pairs"]["queue"].endswith("round-0001-pairs.json")
+
+
 def test_no_pairs_no_file(tmp_path):
     from pipelines.catalog import Catalog
 
