@@ -167,3 +167,36 @@ def test_pending_gold_names_a_pair_without_gold(tmp_path):
     annotate_pairs.push(catalog, 1, "m")
     with pytest.raises(ValueError, match="3 pending pair.*'verdict'"):
         annotate_pairs.simulate(catalog, None, "verdict")
+
+
+def test_a_tie_leaves_the_pair_hard(tmp_path):
+    catalog = make_pair_home(tmp_path / "home", 6)
+    annotate_pairs.push(catalog, 1, "m")
+    result = annotate_pairs.simulate(catalog, None, "gold", annotators=2, noise=1.0, noisy=1)
+    assert (result["answered"], result["annotations"], result["rewrites"]) == (6, 12, 0)
+    assert catalog.scalar("SELECT count(*) FROM decisions WHERE decided_by = 'expert'") == 0
+    assert catalog.scalar("SELECT count(*) FROM latest_decisions WHERE decision = 'hard'") == 6
+
+
+def test_cli_import_and_status(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    home = tmp_path / "home"
+    catalog = make_pair_home(home, 6)
+    runner = CliRunner()
+    pushed = runner.invoke(app, ["annotate", "push", "--home", str(home)], catch_exceptions=False)
+    assert "6 pairwise task(s)" in pushed.stdout
+    tasks = read_queue(annotate_pairs.queue_path(catalog, 1))
+    answered = simulate_pair_answers(
+        tasks, gold_of(catalog), side_map(catalog), rewrites={"p0002": "Fixed."}, annotators=1
+    )
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(answered))
+    args = ["annotate", "import", str(export), "--home", str(home)]
+    imported = runner.invoke(app, args, catch_exceptions=False)
+    assert imported.exit_code == 0, imported.output
+    assert "6 new annotation(s)" in imported.stdout and "1 rewrite(s)" in imported.stdout
+    status = runner.invoke(app, ["annotate", "status", "--home", str(home)])
+    assert '"answered": 6' in status.stdout and '"waiting": 0' in status.stdout
