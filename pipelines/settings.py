@@ -6,6 +6,7 @@ whose sections override the defaults of each component's config dataclass::
 
     train: {steps: 200}
     route: {budget: 100, margin: 0.5}
+    pairs: {margin: 1.0, budget: 50}        # prompt/response data (scoring.pairs)
     storage: {lake: "s3://bucket/prefix"}   # the lake elsewhere (pipelines/lake.py)
 
 The settings in force are saved with every round (``rounds.settings``), so any round can be
@@ -26,7 +27,13 @@ import yaml
 from annotation.config import AnnotationConfig
 from pipelines.config import ExperimentConfig, IngestConfig, ScaleConfig, ScoreConfig
 from pipelines.lake import StorageConfig
-from scoring.config import DedupConfig, HeuristicConfig, QualityConfig, RouteConfig
+from scoring.config import (
+    DedupConfig,
+    HeuristicConfig,
+    PairsConfig,
+    QualityConfig,
+    RouteConfig,
+)
 from trainer.config import ModelConfig, TrainConfig
 
 DEFAULT_HOME = Path("datawall-home")
@@ -47,6 +54,7 @@ class Settings:
     storage: StorageConfig = field(default_factory=StorageConfig)  # where the lake lives
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)  # prompt/response candidates
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "settings") -> Settings:

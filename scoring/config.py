@@ -328,3 +328,47 @@ class DedupConfig(_DictConfig):
             "must be >= 64",
             self.memory_limit_mb,
         )
+
+
+@dataclass(frozen=True)
+class PairsConfig(_DictConfig):
+    """The per-example bar of prompt/response pairs (``scoring.pairs``, ``datawall.yaml``
+    section ``pairs:``): a candidate response against the model's own answer to its prompt.
+    """
+
+    margin: float = 1.0  # |score - own_score| below it: a hard case (log-odds units)
+    budget: int = 50  # hard pairs queued for experts per round
+    max_response_bytes: int = 256  # the model's own answer stops here (or at EOS)
+    temperature: float = 0.7  # of the own answer; 0 = greedy
+    # log-odds per bit/byte of relevance (the bits per byte of the response its prompt
+    # explains under the reference model): weighs "answers this question" against "reads
+    # like good text" (the quality classifier)
+    relevance_weight: float = 8.0
+    max_prompt_bytes: int = 1024  # a longer prompt keeps its end (next to the answer)
+    seed: int = 0  # of the own answers; each shard draws from (seed, round, shard)
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        name = type(self).__name__
+        _require(self.margin > 0, f"{name}.margin", "must be > 0", self.margin)
+        _require(self.budget >= 0, f"{name}.budget", "must be >= 0", self.budget)
+        _require(
+            self.max_response_bytes >= 1,
+            f"{name}.max_response_bytes",
+            "must be >= 1",
+            self.max_response_bytes,
+        )
+        _require(self.temperature >= 0, f"{name}.temperature", "must be >= 0", self.temperature)
+        _require(
+            self.relevance_weight >= 0,
+            f"{name}.relevance_weight",
+            "must be >= 0",
+            self.relevance_weight,
+        )
+        _require(
+            self.max_prompt_bytes >= 0,
+            f"{name}.max_prompt_bytes",
+            "must be >= 0",
+            self.max_prompt_bytes,
+        )
+        _require(self.seed >= 0, f"{name}.seed", "must be >= 0", self.seed)
