@@ -170,8 +170,9 @@ def score_cmd(
     dask_address: DaskAddress = None,
     home: Home = None,
 ) -> None:
-    """Sample the current model, set the bar, and score every undecided candidate."""
-    from pipelines import modelling, scale, score
+    """Sample the current model, set the bar, and score every undecided candidate
+    (prompt/response pairs against the model's own answer)."""
+    from pipelines import modelling, scale, score, score_pairs
     from pipelines.flows import _with_scale
 
     catalog = open_catalog(home, must_exist=True)
@@ -194,10 +195,12 @@ def score_cmd(
             n = scale.score_sharded(catalog, settings, round_, current, ref, bar)
             if n is None:
                 n = score.score_candidates(catalog, settings, round_, current, ref, bar)
+            n_pairs = score_pairs.score_pairs(catalog, settings, round_, current, ref, bar)
         except RuntimeError as exc:  # e.g. transformers missing for hf:PATH
             raise fail(str(exc)) from None
     out.print(
         f"round {round_}: bar {bar.bar:.4f} (model {current.model_id}); {n} candidates scored"
+        + (f", {n_pairs} pairs scored against the model's own answers" if n_pairs else "")
     )
 
 
@@ -206,8 +209,8 @@ def route_cmd(
     budget: Annotated[int | None, typer.Option(help="Max hard cases sent to experts")] = None,
     home: Home = None,
 ) -> None:
-    """Decide accept / reject / hard for the round's scored candidates."""
-    from pipelines import route, score
+    """Decide accept / reject / hard for the round's scored candidates and pairs."""
+    from pipelines import route, score, score_pairs
     from pipelines.flows import _with_budget
 
     catalog = open_catalog(home, must_exist=True)
@@ -218,6 +221,7 @@ def route_cmd(
         if bar is None:
             raise fail(f"round {round_} has no bar yet: run `datawall score` first")
         counts = route.route_round(catalog, settings, round_, bar)
+        counts += score_pairs.route_pairs_round(catalog, settings, round_)
     for (decision, reason), n in sorted(counts.items()):
         out.print(f"{decision:7s} {reason:20s} {n}")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import annotate, dedup, modelling, route, scale, score, studio
+from pipelines import annotate, dedup, modelling, route, scale, score, score_pairs, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.config import ScaleConfig
 from pipelines.ingest import ingest
@@ -107,6 +107,18 @@ def route_task(home: str, round_: int, bar: score.Bar, budget: int | None) -> di
     catalog, settings = workspace(home)
     counts = route.route_round(catalog, _with_budget(settings, budget), round_, bar)
     return {f"{d}/{r}": n for (d, r), n in sorted(counts.items())}
+
+
+@task(name="pairs")
+def pairs_task(
+    home: str, round_: int, current: ModelRef, reference: ModelRef, bar: score.Bar
+) -> dict[str, int]:
+    """Prompt/response pairs against the model's own answer: score, then route."""
+    catalog, settings = workspace(home)
+    n = score_pairs.score_pairs(catalog, settings, round_, current, reference, bar)
+    counts = score_pairs.route_pairs_round(catalog, settings, round_)
+    get_run_logger().info("round %d: %d pairs scored against the model's own answers", round_, n)
+    return {f"{d}/{r}": k for (d, r), k in sorted(counts.items())}
 
 
 @task(name="annotate")
@@ -271,6 +283,9 @@ def curation_round(
 ) -> dict[str, Any]:
     """dedup → score → route → annotate → train, on what the workspace holds.
 
+    Prompt/response pairs in the pool are scored and routed after the text, against the
+    model's own answer to each prompt (``pipelines.score_pairs``).
+
     With no model yet, the reference model is first trained on the trusted set. ``workers``
     and ``dask_address`` override the workspace's ``scale`` settings (where dedup signing
     and scoring shards run: see ``pipelines.scale``).
@@ -284,13 +299,18 @@ def curation_round(
         current, reference = models_task(home)
         bar = score_task(home, round_, current, reference, budget, workers, dask_address)
         decisions = route_task(home, round_, bar, budget)
+        pairs = (
+            pairs_task(home, round_, current, reference, bar)
+            if score_pairs.has_pool_pairs(catalog)
+            else {}
+        )
         queue = annotate_task(home, round_, current.model_id)
         new_model = train_task(home, round_, current)
         summary = finish_round_task(
             home, round_, current, reference, bar, new_model, budget, started_at
         )
     get_run_logger().info("round %d finished: %s", round_, decisions)
-    return {**summary, "decisions": decisions, "queue": queue}
+    return {**summary, "decisions": decisions, "pairs": pairs, "queue": queue}
 
 
 @flow(name="ingest")

@@ -1,0 +1,265 @@
+"""The pair step of a round: each prompt/response candidate against the model's own answer.
+
+Runs after the text path's score and route (it reuses the round's quality classifier,
+fitted by ``pipelines.score.model_bar``), on the pool pairs still undecided after dedup
+(``sql/pairs_to_score.sql``), ``score.shard_rows`` at a time:
+
+1. **Rules** on the response, with the rules that fit an answer (``scoring.pairs.
+   pair_rule_config``: a short correct answer is not "too short").
+2. **The model's own answer** to each prompt (``LossScorer.respond``: the current model,
+   recurrent form, ``pairs.temperature``, at most ``pairs.max_response_bytes`` bytes),
+   drawn from a seed of (``pairs.seed``, round, shard), so a resumed round draws the same.
+3. **Both responses scored the same way**: bits per byte given the prompt under the current
+   and the reference model, relevance (``scoring.pairs.relevance``), the quality
+   classifier's P(good) (with the reference model's order gain, as for text), and the pair
+   score; ``gap = score - own_score``. One ``pair_scores`` file per shard, named by the
+   round and a digest of its ids: a killed run resumes with the shards it has not written.
+
+``route_pairs_round`` then decides every pair scored in the round (``scoring.pairs.
+route_pairs``: accept / reject ``below_model_response`` / hard, the closest ``pairs.budget``
+queued for the pairwise expert view) and writes one ``decisions`` file per round, so
+running it again rewrites the same file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
+from pipelines.dedup import bounded_connection
+from pipelines.modelling import ModelRef, load_scorer
+from pipelines.progress import progress_bar
+from pipelines.score import Bar, rule_step, shard_key
+from pipelines.settings import Settings
+from scoring.heuristics import RULE_REASONS
+from scoring.loss import LossScorer, order_gain
+from scoring.pairs import pair_rule_config, pair_score, relevance, route_pairs, sigmoid
+from scoring.quality import QualityModel
+
+
+def count_pairs_to_score(catalog: Catalog, round_: int) -> int:
+    return int(catalog.scalar(f"SELECT count(*) FROM ({load_sql('pairs_to_score')})", [round_]))
+
+
+def has_pool_pairs(catalog: Catalog) -> bool:
+    """Whether the workspace holds any pool pair at all (the round's pair step runs then)."""
+    return bool(
+        catalog.scalar(
+            "SELECT count(*) FROM candidates WHERE role = 'pool' AND coalesce(kind, 'text') = ?",
+            ["pair"],
+        )
+    )
+
+
+def pair_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterator[pa.Table]:
+    """The pairs the round still has to score (``candidate_id``, ``prompt``, ``text``), in
+    parts of ``score.shard_rows``, streamed under ``score.memory_limit_mb``."""
+    con = bounded_connection(catalog, settings.score.memory_limit_mb)
+    try:
+        reader = con.sql(load_sql("pairs_to_score"), params=[round_]).to_arrow_reader(
+            settings.score.shard_rows
+        )
+        for batch in reader:
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+    finally:
+        con.close()
+
+
+def score_pairs(
+    catalog: Catalog,
+    settings: Settings,
+    round_: int,
+    current: ModelRef,
+    reference: ModelRef,
+    bar: Bar,
+) -> int:
+    """Steps 1-3 over every pair the round still has to score; returns how many."""
+    total = count_pairs_to_score(catalog, round_)
+    if total == 0:
+        return 0
+    model, ref = load_scorer(current), load_scorer(reference)
+    quality = QualityModel.load(bar.quality_model)
+    with progress_bar(f"score pairs round {round_}", total) as advance:
+        for part in pair_shards(catalog, settings, round_):
+            key = shard_key(round_, part.column("candidate_id").to_pylist())
+            if not catalog.exists("pair_scores", key):
+                seed = _shard_seed(settings.pairs.seed, key)
+                table = score_pair_shard(
+                    part, settings, round_, current, reference, model, ref, quality, seed
+                )
+                catalog.write("pair_scores", table, key)
+            advance(part.num_rows)
+    return total
+
+
+def _shard_seed(seed: int, key: str) -> int:
+    """A sampling seed from the settings' seed and the shard's key (round + ids digest)."""
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _response_signals(
+    model: LossScorer,
+    ref: LossScorer,
+    quality: QualityModel,
+    prompts: list[str],
+    responses: list[str],
+    settings: Settings,
+) -> dict[str, np.ndarray]:
+    """Step 3 for one set of responses: losses given the prompt, relevance, quality, score."""
+    kw = {
+        "max_bytes": settings.score.max_bytes,
+        "max_prompt_bytes": settings.pairs.max_prompt_bytes,
+        "batch_tokens": settings.score.batch_tokens,
+    }
+    loss_model = model.bpb(responses, prompts, **kw)
+    loss_ref = ref.bpb(responses, prompts, **kw)
+    alone = ref.bpb(responses, **kw)  # the response without its prompt
+    rel = relevance(alone, loss_ref)
+    kw.pop("max_prompt_bytes")
+    # the classifier's features, as for text: n-grams + the reference's order gain
+    texts = [r if r.strip() else " " for r in responses]
+    gain = np.nan_to_num(order_gain(ref, texts, alone, **kw), nan=0.0)
+    qual = quality.predict(texts, gain)
+    return {
+        "loss_model": loss_model,
+        "loss_ref": loss_ref,
+        "relevance": rel,
+        "quality": qual,
+        "score": pair_score(qual, rel, settings.pairs.relevance_weight),
+    }
+
+
+def score_pair_shard(
+    part: pa.Table,
+    settings: Settings,
+    round_: int,
+    current: ModelRef,
+    reference: ModelRef,
+    model: LossScorer,
+    ref: LossScorer,
+    quality: QualityModel,
+    seed: int,
+) -> pa.Table:
+    """Score one shard (``candidate_id``, ``prompt``, ``text``) → a ``pair_scores`` table."""
+    cfg = settings.pairs
+    n = part.num_rows
+    _, reasons = rule_step(part.column("text"), _pair_rules(settings))
+    passing = np.asarray(pc.is_null(reasons).to_numpy(zero_copy_only=False), dtype=bool)
+    idx = np.flatnonzero(passing)
+    prompts = [part.column("prompt")[int(i)].as_py() or "" for i in idx]
+    responses = [part.column("text")[int(i)].as_py() for i in idx]
+    if not idx.size:  # every response failed a rule: nothing to answer or score
+        return _rule_only(part, round_, current, reference, reasons)
+    own = model.respond(
+        prompts,
+        max_bytes=cfg.max_response_bytes,
+        temperature=cfg.temperature,
+        seed=seed,
+        max_prompt_bytes=cfg.max_prompt_bytes,
+    )
+    cand = _response_signals(model, ref, quality, prompts, responses, settings)
+    mine = _response_signals(model, ref, quality, prompts, own, settings)
+
+    def column(values: np.ndarray) -> pa.Array:
+        full = np.full(n, np.nan)
+        full[idx] = values
+        return pa.array(full, pa.float64(), mask=~passing)
+
+    own_text = np.full(n, None, dtype=object)
+    own_text[idx] = own
+    columns = {
+        "candidate_id": part.column("candidate_id"),
+        "round": pa.array([round_] * n, pa.int32()),
+        "model_id": [current.model_id] * n,
+        "ref_model_id": [reference.model_id] * n,
+        "model_response": pa.array(own_text.tolist(), pa.string()),
+        "loss_model": column(cand["loss_model"]),
+        "loss_ref": column(cand["loss_ref"]),
+        "own_loss_model": column(mine["loss_model"]),
+        "own_loss_ref": column(mine["loss_ref"]),
+        "relevance": column(cand["relevance"]),
+        "own_relevance": column(mine["relevance"]),
+        "quality": column(cand["quality"]),
+        "own_quality": column(mine["quality"]),
+        "score": column(cand["score"]),
+        "own_score": column(mine["score"]),
+        "gap": column(cand["score"] - mine["score"]),
+        "rule_reason": reasons,
+        "scored_at": pa.array([now()] * n, SCHEMAS["pair_scores"].field("scored_at").type),
+    }
+    return pa.table(columns, schema=SCHEMAS["pair_scores"])
+
+
+def _rule_only(
+    part: pa.Table, round_: int, current: ModelRef, reference: ModelRef, reasons: pa.Array
+) -> pa.Table:
+    """A ``pair_scores`` table for a shard whose every response failed a rule."""
+    n = part.num_rows
+    schema = SCHEMAS["pair_scores"]
+    columns = {
+        "candidate_id": part.column("candidate_id"),
+        "round": pa.array([round_] * n, pa.int32()),
+        "model_id": pa.array([current.model_id] * n, pa.string()),
+        "ref_model_id": pa.array([reference.model_id] * n, pa.string()),
+        "rule_reason": reasons,
+        "scored_at": pa.array([now()] * n, schema.field("scored_at").type),
+    }
+    return pa.table([columns.get(f.name, pa.nulls(n, f.type)) for f in schema], schema=schema)
+
+
+def _pair_rules(settings: Settings) -> Settings:
+    """The workspace's settings with the heuristic rules that fit a response."""
+    return dataclasses.replace(settings, heuristics=pair_rule_config(settings.heuristics))
+
+
+def route_pairs_round(catalog: Catalog, settings: Settings, round_: int) -> Counter:
+    """Decide every pair scored in ``round_``; returns counts per (decision, reason)."""
+    scored = catalog.query(
+        "SELECT candidate_id, model_id, rule_reason, score, own_score FROM pair_scores "
+        "WHERE round = ? ORDER BY candidate_id",
+        [round_],
+    )
+    if scored.num_rows == 0:
+        return Counter()
+    decided = route_pairs(scored, settings.pairs)
+    n = decided.num_rows
+    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(sorted(RULE_REASONS)))
+
+    def prob(name: str) -> pa.Array:
+        values = scored.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        return pa.array(sigmoid(values), pa.float64(), mask=~np.isfinite(values))
+
+    table = pa.table(
+        {
+            "candidate_id": decided.column("candidate_id"),
+            "round": pa.array([round_] * n, pa.int32()),
+            "decision": decided.column("decision"),
+            "reason": decided.column("reason"),
+            "decided_by": pc.if_else(by_rule, "rule", "model"),
+            "model_id": scored.column("model_id"),
+            "bar": prob("own_score"),  # the per-example bar: the model's own answer
+            "quality": prob("score"),
+            "priority": decided.column("priority"),
+            "queued": decided.column("queued"),
+            "duplicate_of": pa.nulls(n, pa.string()),
+            "agreement": pa.nulls(n, pa.float64()),
+            "decided_at": pa.array([now()] * n, SCHEMAS["decisions"].field("decided_at").type),
+        }
+    )
+    catalog.write("decisions", table, f"r{round_:04d}-route-pairs")
+    return Counter(
+        zip(
+            decided.column("decision").to_pylist(),
+            decided.column("reason").to_pylist(),
+            strict=True,
+        )
+    )

@@ -1,0 +1,158 @@
+"""Prompt/response pairs against the model's own answer: the pair score and the routing.
+
+The model-level bar of plain text is one number per round (``scoring.bar``). For a pair it
+is per example: the current model answers the same prompt (``LossScorer.respond``), and a
+candidate response is kept only if it beats that answer by a margin. Both responses are
+scored the same way:
+
+    score = logit(quality) + relevance_weight * relevance
+
+- ``quality``: the quality classifier's P(good) of the response text (``scoring.quality``,
+  fitted on text: trusted and expert-accepted against the model's samples). It asks "does
+  this read like the writing we keep": it catches word salad and degenerate text, but a
+  fluent answer to *another* question reads as well as the right one.
+- ``relevance = bpb_ref(response) - bpb_ref(response | prompt)``: the bits per byte of the
+  response that its prompt explains under the reference model (the pointwise mutual
+  information of prompt and response, per byte). It asks "does this answer *this*
+  question": an answer that names what was asked and continues it gains clearly; an
+  off-topic or generic answer gains about nothing, or loses. The reference model is used
+  because it did not write the model's answer, so both responses are measured by the same
+  outsider (under the current model its own sample would look unduly likely).
+
+Both terms are on a log-odds scale (``relevance_weight`` converts bits per byte), so the
+gap ``score - own_score`` reads like the text path's margin around the bar:
+
+1. ``rule_reason`` not null -> ``reject`` with that reason (rules on the response, see
+   ``pair_rule_config``; dedup and exact duplicates never reach this step).
+2. ``gap > margin`` -> ``accept``, ``above_model_response``.
+3. ``gap < -margin`` -> ``reject``, ``below_model_response``.
+4. otherwise ``hard``, ``near_model_response``, ``priority = 1 - |gap| / margin`` (1 when
+   the two answers are level: an expert's preference is least predictable there); the top
+   ``budget`` by priority (ties: ascending ``candidate_id``) are ``queued``.
+
+Pure and deterministic: no I/O, output rows in input order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring.config import HeuristicConfig, PairsConfig
+from scoring.route import DECISIONS, OUTPUT_SCHEMA, to_scale
+
+ABOVE_MODEL = "above_model_response"
+BELOW_MODEL = "below_model_response"
+NEAR_MODEL = "near_model_response"
+PAIR_REASONS: tuple[str, ...] = (ABOVE_MODEL, BELOW_MODEL, NEAR_MODEL)
+PAIR_INPUT_COLUMNS: tuple[str, ...] = ("candidate_id", "rule_reason", "score", "own_score")
+
+
+def relevance(bpb_alone: np.ndarray, bpb_given_prompt: np.ndarray) -> np.ndarray:
+    """Bits per byte of a response its prompt explains: ``bpb(r) - bpb(r | prompt)``.
+
+    NaN where either is NaN (an empty response has no byte to explain).
+    """
+    return np.asarray(bpb_alone, np.float64) - np.asarray(bpb_given_prompt, np.float64)
+
+
+def pair_score(quality: np.ndarray, relevance_: np.ndarray, relevance_weight: float) -> np.ndarray:
+    """``logit(quality) + relevance_weight * relevance`` (see the module docstring).
+
+    ``quality`` is clipped to [1e-6, 1 - 1e-6] before the logit (as routing does); a NaN
+    relevance (empty response) counts as 0: nothing explained.
+    """
+    q = to_scale(np.asarray(quality, np.float64), "logit")
+    rel = np.nan_to_num(np.asarray(relevance_, np.float64), nan=0.0)
+    return q + relevance_weight * rel
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The inverse of the logit: a pair score back on the probability scale."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def pair_rule_config(cfg: HeuristicConfig) -> HeuristicConfig:
+    """The heuristic rules that still apply to a response, from the text rules ``cfg``.
+
+    An answer is judged on what it is, not on the shape of a web document: "Return the
+    absolute value of x." is a complete answer with 6 words, few stop words and no prose
+    around it, and an answer may be a number, a formula, a list or code. So the length
+    floor (``too_short`` now means empty), stop words, word length, letter and symbol
+    shares, bullets, ellipses and code lines are off; what stays rejects a response on its
+    form alone: too long, mojibake, repeated lines and repeated n-grams (degenerate loops).
+    """
+    return dataclasses.replace(
+        cfg,
+        min_chars=1,
+        min_words=1,
+        min_alpha_frac=0.0,
+        max_symbol_frac=1.0,
+        max_code_line_frac=1.0,
+        max_bullet_line_frac=1.0,
+        max_ellipsis_line_frac=1.0,
+        min_alpha_word_frac=0.0,
+        min_stopword_frac=0.0,
+        min_mean_word_len=0.0,
+        max_mean_word_len=float(max(cfg.max_chars, 1)),
+    )
+
+
+def _floats(frame: pa.Table, name: str) -> np.ndarray:
+    col = frame.column(name).combine_chunks()
+    t = col.type
+    if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+        raise ValueError(f"route_pairs: column {name!r} must be numeric, got {col.type}")
+    return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def route_pairs(frame: pa.Table, cfg: PairsConfig) -> pa.Table:
+    """Decide every pair (columns ``PAIR_INPUT_COLUMNS``); returns ``scoring.route``'s
+    ``OUTPUT_SCHEMA`` rows (candidate_id, decision, reason, priority, queued)."""
+    missing = [c for c in PAIR_INPUT_COLUMNS if c not in frame.column_names]
+    if missing:
+        raise ValueError(f"route_pairs: frame is missing column(s) {missing}")
+    ids = frame.column("candidate_id").combine_chunks().cast(pa.string())
+    if ids.null_count:
+        raise ValueError(f"route_pairs: candidate_id has {ids.null_count} null(s)")
+    rule = frame.column("rule_reason").combine_chunks().cast(pa.string())
+    ruled = rule.is_valid().to_numpy(zero_copy_only=False)
+    gap = _floats(frame, "score") - _floats(frame, "own_score")
+    bad = ~ruled & ~np.isfinite(gap)
+    if bad.any():
+        first = ids[int(np.flatnonzero(bad)[0])].as_py()
+        raise ValueError(
+            f"route_pairs: score or own_score is null/NaN/inf for {int(bad.sum())} pair(s) "
+            f"without a rule_reason (first: {first!r})"
+        )
+    margin = cfg.margin
+    with np.errstate(invalid="ignore"):
+        accept = ~ruled & (gap > margin)
+        reject = ~ruled & (gap < -margin)
+    hard = ~ruled & ~accept & ~reject
+    priority = np.where(hard, 1.0 - np.abs(np.nan_to_num(gap)) / margin, np.nan)
+
+    hard_rows = np.flatnonzero(hard)
+    ranking = pc.sort_indices(
+        pa.table({"p": priority[hard_rows], "id": ids.take(pa.array(hard_rows, pa.int64()))}),
+        sort_keys=[("p", "descending"), ("id", "ascending")],
+    ).to_numpy()
+    queued = np.zeros(len(ids), dtype=bool)
+    queued[hard_rows[ranking[: cfg.budget]]] = True
+
+    code = np.select([accept, reject], [0, 1], default=2).astype(np.int8)
+    reason = pa.array(PAIR_REASONS, pa.string()).take(pa.array(code))
+    decision = np.select([accept, hard], [0, 2], default=1).astype(np.int8)
+    return pa.table(
+        [
+            ids,
+            pa.array(DECISIONS, pa.string()).take(pa.array(decision)),
+            pc.if_else(pa.array(ruled), rule, reason),
+            pa.array(priority, pa.float64(), mask=~hard),
+            pa.array(queued),
+        ],
+        schema=OUTPUT_SCHEMA,
+    )
