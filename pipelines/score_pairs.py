@@ -38,10 +38,13 @@ from pipelines.modelling import ModelRef, load_scorer
 from pipelines.progress import progress_bar
 from pipelines.score import Bar, rule_step, shard_key
 from pipelines.settings import Settings
-from scoring.heuristics import RULE_REASONS
+from scoring.heuristics import RULE_REASONS, heuristic_signals
 from scoring.loss import LossScorer, order_gain
 from scoring.pairs import pair_rule_config, pair_score, relevance, route_pairs, sigmoid
 from scoring.quality import QualityModel
+
+# Columns ``pair_scores`` files carry beyond ``SCHEMAS["pair_scores"]`` (views union by name).
+PAIR_EXTRA = ("order_gain", "own_order_gain")
 
 
 def count_pairs_to_score(catalog: Catalog, round_: int) -> int:
@@ -93,7 +96,7 @@ def score_pairs(
             if not catalog.exists("pair_scores", key):
                 seed = _shard_seed(settings.pairs.seed, key)
                 table = score_pair_shard(
-                    part, settings, round_, current, reference, model, ref, quality, seed
+                    part, settings, round_, current, reference, model, ref, quality, bar, seed
                 )
                 catalog.write("pair_scores", table, key)
             advance(part.num_rows)
@@ -112,7 +115,9 @@ def _response_signals(
     quality: QualityModel,
     prompts: list[str],
     responses: list[str],
+    n_words: np.ndarray,
     settings: Settings,
+    bar: Bar,
 ) -> dict[str, np.ndarray]:
     """Step 3 for one set of responses: losses given the prompt, relevance, quality, score."""
     kw = {
@@ -134,7 +139,15 @@ def _response_signals(
         "loss_ref": loss_ref,
         "relevance": rel,
         "quality": qual,
-        "score": pair_score(qual, rel, settings.pairs.relevance_weight),
+        "order_gain": gain,
+        "score": pair_score(
+            qual,
+            rel,
+            settings.pairs,
+            order_gain=gain,
+            n_words=n_words,
+            min_order_gain=bar.min_order_gain,
+        ),
     }
 
 
@@ -147,12 +160,13 @@ def score_pair_shard(
     model: LossScorer,
     ref: LossScorer,
     quality: QualityModel,
+    bar: Bar,
     seed: int,
 ) -> pa.Table:
     """Score one shard (``candidate_id``, ``prompt``, ``text``) → a ``pair_scores`` table."""
     cfg = settings.pairs
     n = part.num_rows
-    _, reasons = rule_step(part.column("text"), _pair_rules(settings))
+    signals, reasons = rule_step(part.column("text"), _pair_rules(settings))
     passing = np.asarray(pc.is_null(reasons).to_numpy(zero_copy_only=False), dtype=bool)
     idx = np.flatnonzero(passing)
     prompts = [part.column("prompt")[int(i)].as_py() or "" for i in idx]
@@ -166,8 +180,10 @@ def score_pair_shard(
         seed=seed,
         max_prompt_bytes=cfg.max_prompt_bytes,
     )
-    cand = _response_signals(model, ref, quality, prompts, responses, settings)
-    mine = _response_signals(model, ref, quality, prompts, own, settings)
+    words = signals.column("n_words").to_numpy(zero_copy_only=False)[idx]
+    own_words = heuristic_signals(own).column("n_words").to_numpy(zero_copy_only=False)
+    cand = _response_signals(model, ref, quality, prompts, responses, words, settings, bar)
+    mine = _response_signals(model, ref, quality, prompts, own, own_words, settings, bar)
 
     def column(values: np.ndarray) -> pa.Array:
         full = np.full(n, np.nan)
@@ -193,10 +209,15 @@ def score_pair_shard(
         "score": column(cand["score"]),
         "own_score": column(mine["score"]),
         "gap": column(cand["score"] - mine["score"]),
+        "order_gain": column(cand["order_gain"]),
+        "own_order_gain": column(mine["order_gain"]),
         "rule_reason": reasons,
         "scored_at": pa.array([now()] * n, SCHEMAS["pair_scores"].field("scored_at").type),
     }
-    return pa.table(columns, schema=SCHEMAS["pair_scores"])
+    schema = SCHEMAS["pair_scores"]
+    for name in PAIR_EXTRA:
+        schema = schema.append(pa.field(name, pa.float64()))
+    return pa.table(columns, schema=schema)
 
 
 def _rule_only(

@@ -341,9 +341,13 @@ class PairsConfig(_DictConfig):
     max_response_bytes: int = 256  # the model's own answer stops here (or at EOS)
     temperature: float = 0.7  # of the own answer; 0 = greedy
     # log-odds per bit/byte of relevance (the bits per byte of the response its prompt
-    # explains under the reference model): weighs "answers this question" against "reads
-    # like good text" (the quality classifier)
-    relevance_weight: float = 8.0
+    # explains under the reference model): a right answer's prompt explains ~0.1-0.4
+    # bit/byte, another question's ~0, so 16 turns that into a few log-odds
+    relevance_weight: float = 16.0
+    max_quality_logit: float = 3.0  # the classifier's vote, clipped to +-this (log-odds)
+    # log-odds per bit/byte of order gain below the trusted texts' floor (word salad) ...
+    coherence_weight: float = 2.0
+    coherence_min_words: int = 8  # ... for responses of at least this many words
     max_prompt_bytes: int = 1024  # a longer prompt keeps its end (next to the answer)
     seed: int = 0  # of the own answers; each shard draws from (seed, round, shard)
 
@@ -364,6 +368,24 @@ class PairsConfig(_DictConfig):
             f"{name}.relevance_weight",
             "must be >= 0",
             self.relevance_weight,
+        )
+        _require(
+            self.max_quality_logit > 0,
+            f"{name}.max_quality_logit",
+            "must be > 0",
+            self.max_quality_logit,
+        )
+        _require(
+            self.coherence_weight >= 0,
+            f"{name}.coherence_weight",
+            "must be >= 0",
+            self.coherence_weight,
+        )
+        _require(
+            self.coherence_min_words >= 0,
+            f"{name}.coherence_min_words",
+            "must be >= 0",
+            self.coherence_min_words,
         )
         _require(
             self.max_prompt_bytes >= 0,

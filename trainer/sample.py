@@ -156,7 +156,7 @@ def sample_responses(
 
     The model reads ``[BOS] + render_prefix(prompt)`` (the layout of ``trainer.data``; a
     prompt over ``max_prompt_bytes`` keeps its end, ``prompt_tail``) and writes until EOS
-    or ``max_bytes`` bytes. Prompts are batched by encoded length, so little work goes into
+    or ``max_bytes`` bytes (of the returned UTF-8 text). Prompts are batched by encoded length, so little work goes into
     rows waiting for a long head. Deterministic given (seed, batch_size) on a device.
     """
     _check(len(prompts), max_bytes, batch_size, temperature, "sample_responses")
@@ -173,6 +173,7 @@ def sample_responses(
         idx = order[start : start + batch_size]
         batch = _continue(model, tok, [heads[i] for i in idx], max_bytes, temperature, gen)
         for i, text in zip(idx, batch, strict=True):
-            answers[i] = text
+            # invalid bytes became U+FFFD (3 bytes): keep the answer within max_bytes
+            answers[i] = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
     model.train(was_training)
     return answers

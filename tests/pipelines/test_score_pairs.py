@@ -1,0 +1,155 @@
+"""The pair step of a round on a tiny workspace with hand-written prompt/response candidates.
+
+The model is trained to answer eight questions (their answers also form the trusted text
+the quality classifier learns from); the pool holds, for each question, its right answer,
+the answer to another question, and the right answer's words shuffled into salad.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipelines.catalog import SCHEMAS, Catalog, now
+from pipelines.modelling import ModelRef
+from pipelines.score import count_to_score, model_bar
+from pipelines.score_pairs import (
+    count_pairs_to_score,
+    has_pool_pairs,
+    route_pairs_round,
+    score_pairs,
+)
+from pipelines.settings import Settings, save_settings
+from scoring.loss import shuffle_words
+from trainer.config import ModelConfig, TrainConfig
+from trainer.data import render_prefix
+from trainer.train import train
+
+pytestmark = pytest.mark.slow
+
+QA = [
+    ("What does abs do?", "Return the absolute value of the argument."),
+    ("What does len do?", "Return the number of items in a container."),
+    ("What does ord do?", "Return the Unicode code point for a one-character string."),
+    ("What does hex do?", "Return the hexadecimal representation of an integer."),
+    ("What does sorted do?", "Return a new list containing all items in ascending order."),
+    ("What does round do?", "Round a number to a given precision in decimal digits."),
+    ("What does repr do?", "Return the canonical string representation of the object."),
+    ("What does callable do?", "Return whether the object is callable, like a function."),
+]
+SETTINGS = {
+    "route.n_samples": 24,
+    "route.sample_bytes": 96,
+    "quality.cv_folds": 3,
+    "quality.n_features": 4096,
+    "quality.calibrate_min_per_class": 6,
+    "pairs.max_response_bytes": 96,
+    "pairs.budget": 2,
+}
+
+
+def candidate(cid: str, role: str, text: str, prompt: str | None = None) -> dict:
+    return {
+        "candidate_id": cid,
+        "content_hash": hashlib.sha256(f"{prompt}\x1f{text}".encode()).hexdigest(),
+        "source": "hand",
+        "source_id": cid,
+        "row": 0,
+        "role": role,
+        "text": text,
+        "n_chars": len(text),
+        "meta": None,
+        "ingest_id": "test",
+        "round": 1,
+        "ingested_at": now(),
+        "kind": "pair" if prompt is not None else "text",
+        "prompt": prompt,
+    }
+
+
+def pool_rows() -> list[dict]:
+    rows = []
+    for i, (question, answer) in enumerate(QA):
+        other = QA[(i + 3) % len(QA)][1]
+        rows.append(candidate(f"good-{i}", "pool", answer, question))
+        rows.append(candidate(f"other-{i}", "pool", other, question))
+        rows.append(candidate(f"salad-{i}", "pool", shuffle_words(answer + " " + other), question))
+    rows.append(candidate("loop", "pool", "the same line\n" * 6, QA[0][0]))
+    rows.append(candidate("short", "pool", "Its absolute value.", QA[0][0]))
+    rows.append(candidate("plain", "pool", "A plain pool text goes the text way, not this one."))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[Catalog, Settings, ModelRef]:
+    root = tmp_path_factory.mktemp("pairs")
+    home = root / "home"
+    catalog = Catalog(home).init()
+    settings = Settings().with_overrides(SETTINGS)
+    save_settings(home, settings)
+    trusted = [candidate(f"t-{i}", "trusted", a) for i, (_, a) in enumerate(QA)]
+    table = pa.Table.from_pylist(trusted + pool_rows(), SCHEMAS["candidates"])
+    catalog.write("candidates", table, "hand")
+    # a model trained to answer: the questions' layout with their answers
+    docs = [render_prefix(q) + a for q, a in QA] * 4 + [a for _, a in QA]
+    model_dir = root / "model"
+    train(
+        docs,
+        [],
+        ModelConfig(d_model=64, n_layers=2, d_state=16, headdim=16),
+        TrainConfig(seq_len=128, batch_size=8, steps=300, warmup_steps=10, checkpoint_every=0),
+        model_dir,
+    )
+    return catalog, settings, ModelRef("answerer", Path(model_dir), "reference")
+
+
+def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
+    catalog, settings, model = workspace
+    assert has_pool_pairs(catalog)
+    # the text path leaves pairs alone; the pair path takes every pool pair
+    assert count_to_score(catalog, 1) == 1
+    assert count_pairs_to_score(catalog, 1) == 3 * len(QA) + 2
+    bar = model_bar(catalog, settings, 1, model, model)
+    assert score_pairs(catalog, settings, 1, model, model, bar) == 3 * len(QA) + 2
+    counts = route_pairs_round(catalog, settings, 1)
+
+    scores = {r["candidate_id"]: r for r in catalog.query("SELECT * FROM pair_scores").to_pylist()}
+    decided = {r["candidate_id"]: r for r in catalog.query("SELECT * FROM decisions").to_pylist()}
+    assert set(scores) == set(decided) == {r["candidate_id"] for r in pool_rows()} - {"plain"}
+    for cid, row in scores.items():
+        if cid == "loop":
+            continue
+        own = row["model_response"]
+        assert own is not None and "### Question" not in own and "What does" not in own
+        assert len(own.encode()) <= 96
+        assert row["gap"] == pytest.approx(row["score"] - row["own_score"])
+    # the model answers its questions: its own answer is the right one (greedy or not)
+    assert sum(scores[f"good-{i}"]["model_response"] == a for i, (_, a) in enumerate(QA)) >= 6
+    for i in range(len(QA)):
+        for loser in (f"other-{i}", f"salad-{i}"):
+            d = decided[loser]
+            assert (d["decision"], d["reason"], d["decided_by"]) == (
+                "reject",
+                "below_model_response",
+                "model",
+            ), (loser, scores[loser])
+        assert decided[f"good-{i}"]["reason"] != "below_model_response"
+    assert (decided["loop"]["decision"], decided["loop"]["reason"]) == ("reject", "repeated_lines")
+    assert decided["loop"]["decided_by"] == "rule"
+    assert decided["short"]["decided_by"] == "model"  # no rule judges an answer by its length
+    for d in decided.values():
+        assert d["reason"] and d["model_id"] == "answerer"
+        if d["decided_by"] == "model":
+            assert 0 < d["quality"] < 1 and 0 < d["bar"] < 1
+    assert sum(d["queued"] for d in decided.values()) <= 2
+    assert sum(counts.values()) == len(decided)
+
+    # a rerun of the round scores nothing new and decides nothing twice
+    n_scores, n_decisions = len(scores), catalog.scalar("SELECT count(*) FROM decisions")
+    assert score_pairs(catalog, settings, 1, model, model, bar) == 0
+    route_pairs_round(catalog, settings, 1)
+    assert catalog.scalar("SELECT count(*) FROM pair_scores") == n_scores
+    assert catalog.scalar("SELECT count(*) FROM decisions") == n_decisions

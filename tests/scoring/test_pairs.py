@@ -1,0 +1,240 @@
+"""Pairs: conditional bits per byte, the pair score, the rules for answers, per-example routing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scoring.config import HeuristicConfig, PairsConfig
+from scoring.heuristics import heuristic_signals, rule_reasons
+from scoring.loss import LossScorer, example_bpb, hf_example_bpb
+from scoring.pairs import (
+    ABOVE_MODEL,
+    BELOW_MODEL,
+    NEAR_MODEL,
+    pair_rule_config,
+    pair_score,
+    relevance,
+    route_pairs,
+    sigmoid,
+)
+from trainer.config import ModelConfig
+from trainer.data import render_prefix
+from trainer.model import SSMLanguageModel
+from trainer.sample import prompt_tail
+from trainer.tokenizer import ByteTokenizer
+
+MODEL = ModelConfig(d_model=32, n_layers=2, d_state=8, headdim=16, chunk_size=16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SSMLanguageModel(MODEL)
+
+
+def hand_bpb(model, prompt: str, response: str) -> float:
+    """Bits of the response's bytes after [BOS] + prefix, over its bytes, by hand."""
+    tok = ByteTokenizer()
+    head = [tok.BOS, *render_prefix(prompt).encode()]
+    body = list(response.encode())
+    ids = torch.tensor([head + body])
+    with torch.no_grad():
+        logits = model(ids[:, :-1])[0].float()  # (len - 1, vocab)
+    nll = F.cross_entropy(logits, ids[0, 1:], reduction="none")
+    return nll[len(head) - 1 :].sum().item() / math.log(2) / len(body)
+
+
+# -- conditional bits per byte -------------------------------------------------------------
+def test_conditional_bpb_counts_only_the_response(model):
+    prompts = ["What does abs do?", "Why?", "Ünïcödé question ✓ with a longer body"]
+    responses = ["Return the absolute value.", "Because.", "héllo"]
+    got = example_bpb(model, responses, prompts, batch_tokens=64)
+    for p, r, value in zip(prompts, responses, got, strict=True):
+        assert value == pytest.approx(hand_bpb(model, p, r), rel=1e-4)
+    # the prompt changes the number (it is context, not ignored) ...
+    plain = example_bpb(model, responses)
+    assert not np.allclose(got, plain)
+    # ... and a None prompt scores the row as plain text, in a mixed batch
+    mixed = example_bpb(model, responses, [prompts[0], None, prompts[2]])
+    assert mixed[1] == pytest.approx(plain[1], rel=1e-5)
+    assert mixed[0] == pytest.approx(got[0], rel=1e-5)
+
+
+def test_conditional_bpb_batching_and_edge_cases(model):
+    prompts = ["a", "a much longer prompt than the others, to pad the batch", "b", "c"]
+    responses = ["one", "two two", "", "x" * 40]
+    batched = example_bpb(model, responses, prompts, batch_tokens=80)
+    single = [example_bpb(model, [r], [p])[0] for p, r in zip(prompts, responses, strict=True)]
+    np.testing.assert_allclose(batched, single, rtol=1e-5, equal_nan=True)
+    assert np.isnan(batched[2])  # an empty response has no byte to predict
+    # max_bytes cuts the response, not the prompt
+    np.testing.assert_allclose(
+        example_bpb(model, ["x" * 40], ["c"], max_bytes=8), example_bpb(model, ["x" * 8], ["c"])
+    )
+    with pytest.raises(ValueError, match="2 texts but 1 prompts"):
+        example_bpb(model, ["a", "b"], ["p"])
+
+
+def test_long_prompt_keeps_its_end(model):
+    prompt = "background " * 30 + "Question: what does len do?"
+    assert prompt_tail(prompt, 27) == "Question: what does len do?"
+    assert prompt_tail("é" * 5, 3) == "é"  # a split character is dropped
+    assert prompt_tail("short", 0) == ""
+    cut = example_bpb(model, ["It counts."], [prompt], max_prompt_bytes=27)
+    assert cut[0] == pytest.approx(hand_bpb(model, prompt[-27:], "It counts."), rel=1e-4)
+
+
+def test_scorer_bpb_takes_prompts(model):
+    scorer = LossScorer(model)
+    got = scorer.bpb(["Return x."], ["What?"], max_bytes=64)
+    assert got[0] == pytest.approx(hand_bpb(model, "What?", "Return x."), rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from tiny_hf import save_tiny_hf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = save_tiny_hf(tmp_path_factory.mktemp("gpt2"))
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def test_hf_conditional_bpb_encodes_prefix_and_response_apart(tiny_gpt2):
+    model, tok = tiny_gpt2
+    prompts, responses = ["Each candidate is scored", "Why?"], ["by the model.", ""]
+    got = hf_example_bpb(model, tok, responses, prompts)
+    assert np.isnan(got[1])
+    head = [tok.bos_token_id, *tok(render_prefix(prompts[0]), add_special_tokens=False).input_ids]
+    body = tok(responses[0], add_special_tokens=False).input_ids
+    ids = torch.tensor([head + body])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1]
+    nll = F.cross_entropy(logits, ids[0, 1:], reduction="none")[len(head) - 1 :]
+    want = nll.sum().item() / math.log(2) / len(responses[0].encode())
+    assert got[0] == pytest.approx(want, rel=1e-4)
+
+
+def test_hf_respond_returns_the_answer_only(tiny_gpt2):
+    model, tok = tiny_gpt2
+    scorer = LossScorer(model, tok)
+    prompts = ["Each candidate", "The scheduler starts a new round every night and"]
+    a = scorer.respond(prompts, max_bytes=24, temperature=0.7, seed=3)
+    assert a == scorer.respond(prompts, max_bytes=24, temperature=0.7, seed=3)
+    assert len(a) == 2 and all(len(x.encode()) <= 24 for x in a)
+    assert all("### Question" not in x for x in a)
+    greedy = scorer.respond(prompts, max_bytes=24, temperature=0, seed=0)
+    alone = [scorer.respond([p], max_bytes=24, temperature=0, seed=0)[0] for p in prompts]
+    assert greedy == alone  # left padding leaves each answer as if it were alone
+
+
+# -- the pair score --------------------------------------------------------------------------
+def test_pair_score_is_logit_quality_plus_weighted_relevance():
+    rel = relevance(np.array([2.0, 1.5, np.nan]), np.array([1.0, 1.6, 1.0]))
+    np.testing.assert_allclose(rel, [1.0, -0.1, np.nan])
+    cfg = PairsConfig(relevance_weight=2.0, max_quality_logit=3.0)
+    score = pair_score(np.array([0.5, 0.8, 0.1]), rel, cfg)
+    np.testing.assert_allclose(score, [2.0, math.log(4) - 0.2, math.log(1 / 9)], rtol=1e-9)
+    # the classifier's vote is clipped: 0.999 and 1.0 count the same
+    np.testing.assert_allclose(
+        pair_score(np.array([0.999, 1.0, 0.0]), np.zeros(3), cfg), [3, 3, -3]
+    )
+    np.testing.assert_allclose(sigmoid(np.array([0.0, math.log(3)])), [0.5, 0.75])
+
+
+def test_pair_score_charges_incoherence_only_with_enough_words():
+    cfg = PairsConfig(relevance_weight=0.0, coherence_weight=2.0, coherence_min_words=8)
+    q, rel = np.full(4, 0.5), np.zeros(4)
+    gain = np.array([3.0, 0.5, 0.5, np.nan])  # coherent, salad, short salad, unknown
+    words = np.array([20, 20, 3, 20])
+    got = pair_score(q, rel, cfg, order_gain=gain, n_words=words, min_order_gain=1.5)
+    np.testing.assert_allclose(got, [0.0, -2.0, 0.0, 0.0])
+    # no floor (no trusted texts): no charge
+    assert (pair_score(q, rel, cfg, order_gain=gain, n_words=words, min_order_gain=None) == 0).all()
+
+
+# -- rules for answers -----------------------------------------------------------------------
+def test_pair_rules_keep_short_answers_and_reject_degenerate_ones():
+    text_cfg = HeuristicConfig()
+    cfg = pair_rule_config(text_cfg)
+    answers = [
+        "Return the absolute value of x.",  # short, few stop words: fine as an answer
+        "42",
+        "x ** 2 + 1",
+        "- first\n- second",
+        "",
+        "the same line\nthe same line\nthe same line\nthe same line",
+        " ".join(["loop loop loop loop loop"] * 6),
+    ]
+    signals = heuristic_signals(answers)
+    as_text = rule_reasons(signals, text_cfg).to_pylist()
+    assert as_text[0] == "too_short"  # what the text rules would do to a good answer
+    got = rule_reasons(signals, cfg).to_pylist()
+    assert got[:4] == [None, None, None, None]
+    assert got[4] == "too_short"  # empty
+    assert got[5] == "repeated_lines" and got[6] == "repeated_ngrams"
+
+
+# -- routing -----------------------------------------------------------------------------------
+def frame(rows):
+    return pa.Table.from_pylist(
+        rows,
+        pa.schema(
+            [
+                ("candidate_id", pa.string()),
+                ("rule_reason", pa.string()),
+                ("score", pa.float64()),
+                ("own_score", pa.float64()),
+            ]
+        ),
+    )
+
+
+def test_route_pairs_by_gap_against_the_model_response():
+    rows = [
+        {"candidate_id": "a", "rule_reason": None, "score": 3.0, "own_score": 1.0},  # +2
+        {"candidate_id": "b", "rule_reason": None, "score": -2.0, "own_score": 0.5},  # -2.5
+        {"candidate_id": "c", "rule_reason": None, "score": 0.2, "own_score": 0.0},  # +0.2
+        {"candidate_id": "d", "rule_reason": None, "score": 0.0, "own_score": 0.9},  # -0.9
+        {"candidate_id": "e", "rule_reason": "repeated_lines", "score": None, "own_score": None},
+        {"candidate_id": "f", "rule_reason": None, "score": 1.0, "own_score": 1.2},  # -0.2
+        {"candidate_id": "g", "rule_reason": None, "score": 1.0, "own_score": 0.0},  # +1.0
+    ]
+    out = route_pairs(frame(rows), PairsConfig(margin=1.0, budget=2)).to_pylist()
+    by = {r["candidate_id"]: r for r in out}
+    assert [r["candidate_id"] for r in out] == list("abcdefg")  # input order
+    assert (by["a"]["decision"], by["a"]["reason"]) == ("accept", ABOVE_MODEL)
+    assert (by["b"]["decision"], by["b"]["reason"]) == ("reject", BELOW_MODEL)
+    assert (by["e"]["decision"], by["e"]["reason"]) == ("reject", "repeated_lines")
+    # exactly at the margin is still a close call
+    assert by["g"]["decision"] == "hard" and by["g"]["priority"] == pytest.approx(0.0)
+    hard = {k for k, r in by.items() if r["decision"] == "hard"}
+    assert hard == {"c", "d", "f", "g"}
+    assert all(by[k]["reason"] == NEAR_MODEL for k in hard)
+    assert by["c"]["priority"] == pytest.approx(0.8)
+    # the closest two are queued (c and f tie at |gap| 0.2: both fit)
+    assert {k for k, r in by.items() if r["queued"]} == {"c", "f"}
+    assert all(r["priority"] is None for k, r in by.items() if k not in hard)
+
+
+def test_route_pairs_budget_ties_break_by_id_and_errors_are_clear():
+    rows = [{"candidate_id": k, "rule_reason": None, "score": 0.5, "own_score": 0.0} for k in "zyx"]
+    out = route_pairs(frame(rows), PairsConfig(budget=1)).to_pylist()
+    assert [r["candidate_id"] for r in out if r["queued"]] == ["x"]
+    bad = frame([{"candidate_id": "q", "rule_reason": None, "score": None, "own_score": 0.0}])
+    with pytest.raises(ValueError, match="first: 'q'"):
+        route_pairs(bad, PairsConfig())
+    with pytest.raises(ValueError, match="missing column"):
+        route_pairs(pa.table({"candidate_id": ["a"]}), PairsConfig())
+
+
+def test_pairs_config_validates():
+    with pytest.raises(ValueError, match="PairsConfig.margin"):
+        PairsConfig(margin=0)
+    with pytest.raises(ValueError, match="PairsConfig.max_response_bytes"):
+        PairsConfig(max_response_bytes=0)
