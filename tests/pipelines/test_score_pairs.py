@@ -153,3 +153,36 @@ def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
     route_pairs_round(catalog, settings, 1)
     assert catalog.scalar("SELECT count(*) FROM pair_scores") == n_scores
     assert catalog.scalar("SELECT count(*) FROM decisions") == n_decisions
+
+
+def test_curation_round_scores_and_routes_pool_pairs(harness, tiny_home):
+    from pipelines.flows import curation_round
+    from scoring.pairs import PAIR_REASONS
+
+    catalog = Catalog(tiny_home)
+    rows = [candidate(f"pair-{i}", "pool", a, q) for i, (q, a) in enumerate(QA)]
+    rows.append(candidate("pair-loop", "pool", "the same line\n" * 6, QA[0][0]))
+    catalog.write("candidates", pa.Table.from_pylist(rows, SCHEMAS["candidates"]), "pairs")
+    result = curation_round(home=str(tiny_home))
+
+    assert sum(result["pairs"].values()) == len(rows)
+    ids = [r["candidate_id"] for r in rows]
+    scored = catalog.query("SELECT * FROM pair_scores").to_pylist()
+    assert sorted(r["candidate_id"] for r in scored) == sorted(ids)
+    assert all(r["model_response"] is not None for r in scored if r["rule_reason"] is None)
+    # the text path never saw them
+    assert (
+        catalog.scalar("SELECT count(*) FROM scores WHERE list_contains(?, candidate_id)", [ids])
+        == 0
+    )
+    decided = catalog.query(
+        "SELECT * FROM decisions WHERE list_contains(?, candidate_id)", [ids]
+    ).to_pylist()
+    assert len(decided) == len(rows)
+    for d in decided:
+        if d["candidate_id"] == "pair-loop":
+            assert (d["reason"], d["decided_by"]) == ("repeated_lines", "rule")
+        else:
+            assert d["reason"] in PAIR_REASONS and d["decided_by"] == "model"
+    rounds = catalog.query("SELECT round FROM rounds").to_pylist()
+    assert rounds == [{"round": 1}]
