@@ -84,18 +84,10 @@ def pool_rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> tuple[Catalog, Settings, ModelRef]:
-    root = tmp_path_factory.mktemp("pairs")
-    home = root / "home"
-    catalog = Catalog(home).init()
-    settings = Settings().with_overrides(SETTINGS)
-    save_settings(home, settings)
-    trusted = [candidate(f"t-{i}", "trusted", a) for i, (_, a) in enumerate(QA)]
-    table = pa.Table.from_pylist(trusted + pool_rows(), SCHEMAS["candidates"])
-    catalog.write("candidates", table, "hand")
-    # a model trained to answer: the questions' layout with their answers
+def answerer(tmp_path_factory) -> ModelRef:
+    """A model trained to answer: the questions' layout with their answers."""
     docs = [render_prefix(q) + a for q, a in QA] * 4 + [a for _, a in QA]
-    model_dir = root / "model"
+    model_dir = tmp_path_factory.mktemp("answerer")
     train(
         docs,
         [],
@@ -103,7 +95,24 @@ def workspace(tmp_path_factory) -> tuple[Catalog, Settings, ModelRef]:
         TrainConfig(seq_len=128, batch_size=8, steps=300, warmup_steps=10, checkpoint_every=0),
         model_dir,
     )
-    return catalog, settings, ModelRef("answerer", Path(model_dir), "reference")
+    return ModelRef("answerer", Path(model_dir), "reference")
+
+
+def make_workspace(home: Path, **overrides) -> tuple[Catalog, Settings]:
+    """The answers as trusted text, the hand-written pool, tiny settings."""
+    catalog = Catalog(home).init()
+    settings = Settings().with_overrides({**SETTINGS, **overrides})
+    save_settings(home, settings)
+    trusted = [candidate(f"t-{i}", "trusted", a) for i, (_, a) in enumerate(QA)]
+    table = pa.Table.from_pylist(trusted + pool_rows(), SCHEMAS["candidates"])
+    catalog.write("candidates", table, "hand")
+    return catalog, settings
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, answerer) -> tuple[Catalog, Settings, ModelRef]:
+    catalog, settings = make_workspace(tmp_path_factory.mktemp("pairs") / "home")
+    return catalog, settings, answerer
 
 
 def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
@@ -153,6 +162,22 @@ def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
     route_pairs_round(catalog, settings, 1)
     assert catalog.scalar("SELECT count(*) FROM pair_scores") == n_scores
     assert catalog.scalar("SELECT count(*) FROM decisions") == n_decisions
+
+
+def test_a_killed_step_resumes_with_the_same_answers(tmp_path, answerer):
+    catalog, settings = make_workspace(tmp_path / "home", **{"score.shard_rows": 8})
+    bar = model_bar(catalog, settings, 1, answerer, answerer)
+    total = score_pairs(catalog, settings, 1, answerer, answerer, bar)
+    files = catalog.files("pair_scores")
+    assert len(files) == -(-total // 8)  # one file per shard of score.shard_rows pairs
+    before = catalog.query("SELECT * FROM pair_scores ORDER BY candidate_id").to_pylist()
+    lost = catalog.query(f"SELECT count(*) AS n FROM '{files[0]}'").to_pylist()[0]["n"]
+    Path(files[0]).unlink()  # as if the run died before writing this shard
+    assert score_pairs(catalog, settings, 1, answerer, answerer, bar) == lost
+    after = catalog.query("SELECT * FROM pair_scores ORDER BY candidate_id").to_pylist()
+    assert [(r["candidate_id"], r["model_response"], r["gap"]) for r in after] == [
+        (r["candidate_id"], r["model_response"], r["gap"]) for r in before
+    ]
 
 
 def test_curation_round_scores_and_routes_pool_pairs(harness, tiny_home):
