@@ -245,8 +245,12 @@ def _pair_rules(settings: Settings) -> Settings:
 def route_pairs_round(catalog: Catalog, settings: Settings, round_: int) -> Counter:
     """Decide every pair scored in ``round_``; returns counts per (decision, reason)."""
     scored = catalog.query(
-        "SELECT candidate_id, model_id, rule_reason, score, own_score FROM pair_scores "
-        "WHERE round = ? ORDER BY candidate_id",
+        """
+        SELECT p.candidate_id, p.model_id, p.rule_reason, p.score, p.own_score,
+               coalesce(trim(p.model_response) = trim(c.text), false) AS same_as_model
+        FROM pair_scores p JOIN candidates c USING (candidate_id)
+        WHERE p.round = ? ORDER BY p.candidate_id
+        """,
         [round_],
     )
     if scored.num_rows == 0:

@@ -39,7 +39,10 @@ The gap ``score - own_score`` then reads like the text path's margin around the 
 3. ``gap < -margin`` -> ``reject``, ``below_model_response``.
 4. otherwise ``hard``, ``near_model_response``, ``priority = 1 - |gap| / margin`` (1 when
    the two answers are level: an expert's preference is least predictable there); the top
-   ``budget`` by priority (ties: ascending ``candidate_id``) are ``queued``.
+   ``budget`` by priority (ties: ascending ``candidate_id``) are ``queued``. A candidate
+   that *is* the model's answer (optional column ``same_as_model``) gets priority 0 and is
+   never queued: an expert shown two identical answers has nothing to choose, and the
+   model writes it already. It waits, and the next round's model answers again.
 
 Pure and deterministic: no I/O, output rows in input order.
 """
@@ -161,7 +164,12 @@ def route_pairs(frame: pa.Table, cfg: PairsConfig) -> pa.Table:
         accept = ~ruled & (gap > margin)
         reject = ~ruled & (gap < -margin)
     hard = ~ruled & ~accept & ~reject
-    priority = np.where(hard, 1.0 - np.abs(np.nan_to_num(gap)) / margin, np.nan)
+    same = np.zeros(len(ids), dtype=bool)
+    if "same_as_model" in frame.column_names:
+        col = frame.column("same_as_model").combine_chunks().cast(pa.bool_()).fill_null(False)
+        same = col.to_numpy(zero_copy_only=False).astype(bool)
+    closeness = np.where(same, 0.0, 1.0 - np.abs(np.nan_to_num(gap)) / margin)
+    priority = np.where(hard, closeness, np.nan)
 
     hard_rows = np.flatnonzero(hard)
     ranking = pc.sort_indices(
@@ -170,6 +178,7 @@ def route_pairs(frame: pa.Table, cfg: PairsConfig) -> pa.Table:
     ).to_numpy()
     queued = np.zeros(len(ids), dtype=bool)
     queued[hard_rows[ranking[: cfg.budget]]] = True
+    queued &= ~same
 
     code = np.select([accept, reject], [0, 1], default=2).astype(np.int8)
     reason = pa.array(PAIR_REASONS, pa.string()).take(pa.array(code))

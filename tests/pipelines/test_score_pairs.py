@@ -126,6 +126,7 @@ def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
     counts = route_pairs_round(catalog, settings, 1)
 
     scores = {r["candidate_id"]: r for r in catalog.query("SELECT * FROM pair_scores").to_pylist()}
+    text_of = {r["candidate_id"]: r["text"] for r in pool_rows()}
     decided = {r["candidate_id"]: r for r in catalog.query("SELECT * FROM decisions").to_pylist()}
     assert set(scores) == set(decided) == {r["candidate_id"] for r in pool_rows()} - {"plain"}
     for cid, row in scores.items():
@@ -153,7 +154,13 @@ def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
         assert d["reason"] and d["model_id"] == "answerer"
         if d["decided_by"] == "model":
             assert 0 < d["quality"] < 1 and 0 < d["bar"] < 1
-    assert sum(d["queued"] for d in decided.values()) <= 2
+    queued = {k for k, d in decided.items() if d["queued"]}
+    assert len(queued) <= 2
+    # an expert is never asked to choose between two identical answers
+    assert all(scores[k]["model_response"] != text_of[k] for k in queued)
+    for k, d in decided.items():
+        if d["decision"] == "hard" and scores[k]["model_response"] == text_of[k]:
+            assert not d["queued"] and d["priority"] == 0
     assert sum(counts.values()) == len(decided)
 
     # a rerun of the round scores nothing new and decides nothing twice

@@ -222,6 +222,17 @@ def test_route_pairs_by_gap_against_the_model_response():
     assert all(r["priority"] is None for k, r in by.items() if k not in hard)
 
 
+def test_a_candidate_that_is_the_model_answer_is_never_queued():
+    rows = [
+        {"candidate_id": "same", "rule_reason": None, "score": 1.0, "own_score": 1.0},
+        {"candidate_id": "near", "rule_reason": None, "score": 1.5, "own_score": 1.0},
+    ]
+    table = frame(rows).append_column("same_as_model", pa.array([True, False]))
+    out = {r["candidate_id"]: r for r in route_pairs(table, PairsConfig(budget=5)).to_pylist()}
+    assert out["same"]["decision"] == "hard" and out["same"]["priority"] == 0.0
+    assert not out["same"]["queued"] and out["near"]["queued"]
+
+
 def test_route_pairs_budget_ties_break_by_id_and_errors_are_clear():
     rows = [{"candidate_id": k, "rule_reason": None, "score": 0.5, "own_score": 0.0} for k in "zyx"]
     out = route_pairs(frame(rows), PairsConfig(budget=1)).to_pylist()
