@@ -79,6 +79,7 @@ def answerer(tmp_path_factory):
     return load_model(out)[0], pairs
 
 
+@pytest.mark.slow
 def test_overfit_model_answers_its_question_and_stops_at_eos(answerer):
     model, pairs = answerer
     scorer = LossScorer(model)
