@@ -10,6 +10,7 @@ from trainer.checkpoint import load_model
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import render_prefix
 from trainer.model import SSMLanguageModel
+from trainer.models import build_model
 from trainer.sample import sample_responses
 from trainer.tokenizer import ByteTokenizer
 from trainer.train import train
@@ -18,9 +19,11 @@ MODEL = ModelConfig(d_model=32, n_layers=2, d_state=8, headdim=16, chunk_size=16
 PROMPTS = ["Why?", "What does abs do in Python, and when would I use it?", "", "ÿ ✓"]
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["ssm", "transformer"])
+def model(request):
     torch.manual_seed(0)
+    if request.param == "transformer":
+        return build_model(ModelConfig(arch="transformer", d_model=32, n_layers=2, n_heads=2))
     return SSMLanguageModel(MODEL)
 
 
