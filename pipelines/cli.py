@@ -52,14 +52,37 @@ def ingest_cmd(
     id_field: Annotated[
         str | None, typer.Option(help="Field holding your own id (kept as source_id)")
     ] = None,
+    prompt_field: Annotated[
+        str | None,
+        typer.Option(help="Field holding a pair's prompt (with --response-field): pair candidates"),
+    ] = None,
+    response_field: Annotated[
+        str | None, typer.Option(help="Field holding a pair's response (with --prompt-field)")
+    ] = None,
+    messages_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Field holding chat messages [{role, content}, ...]: the last (assistant) "
+            "message is the response, the earlier ones the prompt"
+        ),
+    ] = None,
     home: Home = None,
     lake: Lake = None,
 ) -> None:
-    """Read a source: normalise, give stable ids, record exact duplicates, quarantine bad rows."""
+    """Read a source: normalise, give stable ids, record exact duplicates, quarantine bad rows.
+
+    With --prompt-field/--response-field or --messages-field the rows are prompt/response
+    pairs (candidates of kind 'pair'); otherwise each row is one text.
+    """
+    from pipelines.config import PairFields
     from pipelines.flows import ingest_task
     from pipelines.progress import progress_bar
     from pipelines.sources import SourceError
 
+    try:
+        PairFields(prompt_field, response_field, messages_field)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
     use_lake(home, lake)
     catalog = open_catalog(home)
     try:
@@ -69,7 +92,15 @@ def ingest_cmd(
         ):
             # the task's plain function: a one-file ingest needs no Prefect server
             summary = ingest_task.fn(
-                str(catalog.home), source, role, text_field, id_field, progress=advance
+                str(catalog.home),
+                source,
+                role,
+                text_field,
+                id_field,
+                progress=advance,
+                prompt_field=prompt_field,
+                response_field=response_field,
+                messages_field=messages_field,
             )
     except (SourceError, ValueError, WorkspaceBusy, LakeError) as exc:
         raise fail(str(exc)) from None

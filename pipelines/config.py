@@ -25,6 +25,47 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class PairFields:
+    """Where a source keeps prompt/response pairs (``datawall ingest --prompt-field ...``).
+
+    Either ``prompt_field`` and ``response_field`` together, or ``messages_field`` alone: a
+    chat-style list of ``{"role", "content"}`` messages whose last one (an assistant's) is
+    the response and whose earlier ones render as the prompt. All unset: a plain-text source.
+    Field names belong to one source, so they are ingest options, not workspace settings.
+    """
+
+    prompt_field: str | None = None
+    response_field: str | None = None
+    messages_field: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_field", "response_field", "messages_field"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"ingest {name} must be a non-empty string, got {value!r}")
+        if (self.prompt_field is None) != (self.response_field is None):
+            raise ValueError(
+                "ingest: --prompt-field and --response-field go together (a pair needs both)"
+            )
+        if self.messages_field is not None and self.prompt_field is not None:
+            raise ValueError(
+                "ingest: --messages-field replaces --prompt-field/--response-field; give one or "
+                "the other"
+            )
+        if self.prompt_field is not None and self.prompt_field == self.response_field:
+            raise ValueError(f"ingest: prompt and response field are both {self.prompt_field!r}")
+
+    @property
+    def is_pair(self) -> bool:
+        return self.prompt_field is not None or self.messages_field is not None
+
+    def names(self) -> tuple[str, ...]:
+        """The source fields these options read (left out of ``candidates.meta``)."""
+        given = (self.prompt_field, self.response_field, self.messages_field)
+        return tuple(f for f in given if f is not None)
+
+
+@dataclass(frozen=True)
 class ScoreConfig:
     """How candidates are scored: loss batching and shard size (a shard is one Parquet file)."""
 

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 
 from pipelines import annotate, dedup, modelling, route, scale, score, score_pairs, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
-from pipelines.config import ScaleConfig
+from pipelines.config import PairFields, ScaleConfig
 from pipelines.ingest import ingest
 from pipelines.modelling import ModelRef
 from pipelines.progress import progress_bar
@@ -40,8 +40,14 @@ def ingest_task(
     text_field: str,
     id_field: str | None,
     progress: Callable[[int], None] | None = None,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    messages_field: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest one source with the workspace's settings; returns the report's summary."""
+    """Ingest one source with the workspace's settings; returns the report's summary.
+
+    ``prompt_field``/``response_field`` or ``messages_field``: a source of prompt/response pairs.
+    """
     catalog, settings = workspace(home)
     report = ingest(
         catalog,
@@ -51,6 +57,7 @@ def ingest_task(
         id_field=id_field,
         cfg=settings.ingest,
         progress=progress,
+        pair=PairFields(prompt_field, response_field, messages_field),
     )
     return report.summary()
 

@@ -1,12 +1,14 @@
 """Ingest: read a source, normalise, give stable ids, drop exact duplicates, quarantine bad rows.
 
 1. Read rows with :mod:`pipelines.sources`; rows that cannot be parsed go to quarantine.
-2. Validate the text field (present, a string, no NUL byte, non-empty, not too long) and,
-   when the source has one, the id field (present, a scalar, not already used by an
+2. Validate the text field (present, a string, no NUL byte, non-empty, not too long), or
+   for a pair source the prompt and response (:mod:`pipelines.ingest_pairs`), and, when the
+   source has one, the id field (present, a scalar, not already used by an
    earlier row of the source: a ``duplicate_id`` would make two rows one).
 3. Normalise: Unicode NFC, ``\\r\\n`` → ``\\n``, runs of spaces/tabs → one space, spaces at
    line ends and starts dropped, 3+ newlines → 2, ends stripped.
-4. ``content_hash`` = SHA-256 of the normalised text; ``candidate_id`` = hash of (source,
+4. ``content_hash`` = SHA-256 of the normalised text (of a pair: of prompt, ``\x1e``,
+   response, so a pair never equals a text, :func:`pair_hash`); ``candidate_id`` = hash of (source,
    the user's id or the occurrence number of that content in the source, content_hash),
    so re-reading the same source yields the same ids.
 5. Exact duplicates (same content_hash as a candidate already kept, in any role) are kept
@@ -39,7 +41,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
-from pipelines.config import IngestConfig
+from pipelines.config import IngestConfig, PairFields
+from pipelines.ingest_pairs import PairProblem, read_pair
 from pipelines.sources import RawRow, Source, open_source
 
 ROLES = ("pool", "trusted", "validation")
@@ -61,6 +64,11 @@ def normalise(text: str) -> str:
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def pair_hash(prompt: str, response: str) -> str:
+    """``content_hash`` of a normalised pair: a record separator keeps it apart from texts."""
+    return content_hash(f"{prompt}\x1e{response}")
 
 
 def candidate_id(source: str, key: str, chash: str) -> str:
@@ -103,15 +111,24 @@ class _Bad:
 @dataclass
 class _Good:
     row: int
-    text: str
+    text: str  # a pair's response
     source_id: str
     meta: str
+    prompt: str | None = None  # set for a pair
+
+    @property
+    def chash(self) -> str:
+        return content_hash(self.text) if self.prompt is None else pair_hash(self.prompt, self.text)
 
 
 def validate_row(
-    raw: RawRow, text_field: str, id_field: str | None, cfg: IngestConfig
+    raw: RawRow,
+    text_field: str,
+    id_field: str | None,
+    cfg: IngestConfig,
+    pair: PairFields | None = None,
 ) -> _Good | _Bad:
-    """Step 2: turn one parsed row into a normalised text, or a quarantine reason."""
+    """Step 2: turn one parsed row into a normalised text or pair, or a quarantine reason."""
     if raw.reason is not None:
         return _Bad(raw.row, raw.reason, raw.detail or "", raw.raw)
     fields = raw.fields or {}
@@ -119,26 +136,21 @@ def validate_row(
         raw.raw if raw.raw is not None else json.dumps(fields, default=str, ensure_ascii=False)
     )
     preview = preview[:500]
-    if text_field not in fields:
-        return _Bad(raw.row, "missing_text", f"no field {text_field!r}", preview)
-    value = fields[text_field]
-    if value is None:
-        return _Bad(raw.row, "missing_text", f"field {text_field!r} is null", preview)
-    if not isinstance(value, str):
-        return _Bad(
-            raw.row, "non_string_text", f"field {text_field!r} is {type(value).__name__}", preview
-        )
-    if "\x00" in value:
-        return _Bad(raw.row, "nul_byte", f"field {text_field!r} contains a NUL byte", preview)
-    if len(value) > cfg.max_chars:
-        return _Bad(
-            raw.row, "too_long", f"{len(value)} characters > max_chars={cfg.max_chars}", preview
-        )
-    text = normalise(value)
-    if len(text) < max(cfg.min_chars, 1):
-        return _Bad(
-            raw.row, "empty_text", f"field {text_field!r} is empty after normalisation", preview
-        )
+    prompt = None
+    if pair is not None and pair.is_pair:
+        got = read_pair(fields, pair, cfg.max_chars, normalise)
+        if isinstance(got, PairProblem):
+            return _Bad(raw.row, got.reason, got.detail, preview)
+        prompt, text = got
+        if len(text) < cfg.min_chars:
+            return _Bad(raw.row, "empty_response", f"{len(text)} characters < min_chars", preview)
+        skip = (*pair.names(), id_field)
+    else:
+        text_or_bad = _text_field(raw.row, fields, text_field, cfg, preview)
+        if isinstance(text_or_bad, _Bad):
+            return text_or_bad
+        text = text_or_bad
+        skip = (text_field, id_field)
     if id_field is not None:
         given = fields.get(id_field)
         if given is None or given == "":
@@ -153,10 +165,41 @@ def validate_row(
         source_id = str(given)
     else:
         source_id = raw.default_id or str(raw.row)
-    meta = {k: v for k, v in fields.items() if k not in (text_field, id_field)}
+    meta = {k: v for k, v in fields.items() if k not in skip}
     return _Good(
-        raw.row, text, source_id, json.dumps(meta, default=str, ensure_ascii=False, sort_keys=True)
+        raw.row,
+        text,
+        source_id,
+        json.dumps(meta, default=str, ensure_ascii=False, sort_keys=True),
+        prompt,
     )
+
+
+def _text_field(
+    row: int, fields: dict[str, Any], text_field: str, cfg: IngestConfig, preview: str
+) -> str | _Bad:
+    """The normalised plain text of a row, or why it has none."""
+    if text_field not in fields:
+        return _Bad(row, "missing_text", f"no field {text_field!r}", preview)
+    value = fields[text_field]
+    if value is None:
+        return _Bad(row, "missing_text", f"field {text_field!r} is null", preview)
+    if not isinstance(value, str):
+        return _Bad(
+            row, "non_string_text", f"field {text_field!r} is {type(value).__name__}", preview
+        )
+    if "\x00" in value:
+        return _Bad(row, "nul_byte", f"field {text_field!r} contains a NUL byte", preview)
+    if len(value) > cfg.max_chars:
+        return _Bad(
+            row, "too_long", f"{len(value)} characters > max_chars={cfg.max_chars}", preview
+        )
+    text = normalise(value)
+    if len(text) < max(cfg.min_chars, 1):
+        return _Bad(
+            row, "empty_text", f"field {text_field!r} is empty after normalisation", preview
+        )
+    return text
 
 
 def _classify(
@@ -165,10 +208,11 @@ def _classify(
     id_field: str | None,
     cfg: IngestConfig,
     id_rows: dict[str, int],
+    pair: PairFields | None = None,
 ) -> _Good | _Bad:
     """``validate_row``, plus: a user id seen on an earlier row of this source is a
     ``duplicate_id`` (``id_rows``: id → first row, filled as rows go by)."""
-    result = validate_row(raw, text_field, id_field, cfg)
+    result = validate_row(raw, text_field, id_field, cfg, pair)
     if id_field is None or isinstance(result, _Bad):
         return result
     first = id_rows.setdefault(result.source_id, result.row)
@@ -199,20 +243,28 @@ def ingest(
     cfg: IngestConfig | None = None,
     round_: int | None = None,
     progress: Callable[[int], None] | None = None,
+    pair: PairFields | None = None,
 ) -> IngestReport:
     """Ingest one source into the catalog. Caller holds the workspace writer lock.
 
-    Rows are stamped with ``round_`` (default: the workspace's current round).
+    Rows are stamped with ``round_`` (default: the workspace's current round). ``pair``
+    names the prompt/response (or messages) fields of a source of pairs: its candidates get
+    ``kind = 'pair'``, ``prompt`` and the response as ``text``; ``text_field`` is unused.
     """
     cfg = cfg or IngestConfig()
+    pair = pair if pair is not None and pair.is_pair else None
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     source = open_source(spec)
     catalog.init()
     round_ = catalog.current_round() if round_ is None else round_
     report = IngestReport(source=source.name, role=role)
+    fields_key = f"{text_field}\x1f{id_field}"
+    if pair is not None:  # a text source's key is unchanged, so its batches are still found
+        fields_key += f"\x1fpair\x1f{pair.prompt_field}\x1f{pair.response_field}"
+        fields_key += f"\x1f{pair.messages_field}"
     ingest_id = hashlib.sha256(
-        f"{source.name}\x1f{source.fingerprint}\x1f{role}\x1f{text_field}\x1f{id_field}".encode()
+        f"{source.name}\x1f{source.fingerprint}\x1f{role}\x1f{fields_key}".encode()
     ).hexdigest()[:16]
 
     seen_bad = {
@@ -230,8 +282,8 @@ def ingest(
         if catalog.exists("candidates", key):
             report.batches_skipped += 1
             # replay the occurrence counts so later batches get the same ids as before
-            results = [_classify(raw, text_field, id_field, cfg, id_rows) for raw in batch]
-            occurrences.add([content_hash(r.text) for r in results if isinstance(r, _Good)])
+            results = [_classify(raw, text_field, id_field, cfg, id_rows, pair) for raw in batch]
+            occurrences.add([r.chash for r in results if isinstance(r, _Good)])
             report.already_present += len(batch)
             if progress:
                 progress(len(batch))
@@ -250,6 +302,7 @@ def ingest(
             occurrences,
             id_rows,
             report,
+            pair,
         )
         if progress:
             progress(len(batch))
@@ -328,14 +381,15 @@ def _ingest_batch(
     occurrences: Occurrences,
     id_rows: dict[str, int],
     report: IngestReport,
+    pair: PairFields | None = None,
 ) -> None:
     stamp = now()
     cands: list[dict[str, Any]] = []
     dups: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     # ids first (they depend on occurrence counts), then one catalog lookup for the batch
-    results = [_classify(raw, text_field, id_field, cfg, id_rows) for raw in batch]
-    hashes = [content_hash(r.text) for r in results if isinstance(r, _Good)]
+    results = [_classify(raw, text_field, id_field, cfg, id_rows, pair) for raw in batch]
+    hashes = [r.chash for r in results if isinstance(r, _Good)]
     numbers = occurrences.add(hashes)
     ids = [
         candidate_id(source.name, r.source_id if id_field is not None else f"#{k}", chash)
@@ -384,6 +438,8 @@ def _ingest_batch(
                 "ingest_id": key,
                 "round": round_,
                 "ingested_at": stamp,
+                "kind": "text" if result.prompt is None else "pair",
+                "prompt": result.prompt,
             }
         )
         if chash not in kept:
