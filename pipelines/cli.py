@@ -400,8 +400,11 @@ def demo_cmd(
     home: Home = None,
     lake: Lake = None,
 ) -> None:
-    """Build the offline demo corpus (Python's own docstrings + junk), ingest it, run one round."""
+    """Build the offline demo corpus (Python's own docstrings + junk) and its instruction set
+    (questions about stdlib functions → docstring summaries, + bad answers), ingest both, run
+    one round."""
     from pipelines.demo_corpus import build_demo_corpus
+    from pipelines.demo_instruct import build_instruct_set
     from pipelines.flows import curation_round
 
     start = time.time()
@@ -412,6 +415,16 @@ def demo_cmd(
     paths = build_demo_corpus(data_dir, seed=seed)
     for role in ("trusted", "validation", "pool"):
         ingest_cmd(str(paths[role]), role=role, text_field="text", id_field="id", home=catalog.home)
+    pairs = build_instruct_set(data_dir, seed=seed)  # instruct-{trusted,validation,pool}.jsonl
+    for role in ("trusted", "validation", "pool"):
+        ingest_cmd(
+            str(pairs[role]),
+            role=role,
+            id_field="id",
+            prompt_field="prompt",
+            response_field="response",
+            home=catalog.home,
+        )
     summary = curation_round(home=str(catalog.home), budget=budget)
     out.print_json(data=json.loads(json.dumps(summary, default=str)))
     report_cmd(home=catalog.home)

@@ -81,7 +81,7 @@ def build_demo_corpus(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, lines in rows.items():
-        paths[split] = _write_lines(out_dir / f"{split}.jsonl", lines)
+        paths[split] = write_lines(out_dir / f"{split}.jsonl", lines)
     return paths
 
 
@@ -197,7 +197,7 @@ def _malformed_lines() -> list[str]:
     ]
 
 
-def _write_lines(path: Path, lines: list[str]) -> Path:
+def write_lines(path: Path, lines: list[str]) -> Path:
     """Write lines atomically (temporary name, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
