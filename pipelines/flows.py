@@ -327,12 +327,26 @@ def ingest_flow(
     role: str = "pool",
     text_field: str = "text",
     id_field: str | None = None,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    messages_field: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest one source (file, folder, saved dataset or ``hf:NAME``) into the workspace."""
+    """Ingest one source (file, folder, saved dataset or ``hf:NAME``) into the workspace;
+    with ``prompt_field``/``response_field`` or ``messages_field``, as prompt/response pairs."""
     home = str(resolve_home(home))
+    PairFields(prompt_field, response_field, messages_field)  # a bad combination fails first
     catalog = Catalog(home).init()
     with catalog.writer(f"ingest {source}"):
-        return ingest_task(home, source, role, text_field, id_field)
+        return ingest_task(
+            home,
+            source,
+            role,
+            text_field,
+            id_field,
+            prompt_field=prompt_field,
+            response_field=response_field,
+            messages_field=messages_field,
+        )
 
 
 @flow(name="annotation-pull")

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipelines.catalog import Catalog
 from pipelines.cli import app
 from pipelines.config import IngestConfig, PairFields
 from pipelines.dedup import dedup
-from pipelines.ingest import content_hash, ingest, pair_hash
+from pipelines.ingest import content_hash, ingest, normalise, pair_hash
 from pipelines.ingest_pairs import render_messages
 from scoring.config import DedupConfig
 
@@ -303,3 +306,95 @@ def test_cli_ingest_pairs(tmp_path):
     assert Catalog(home).scalar("SELECT prompt FROM candidates WHERE kind = 'pair'") == Q1
     bad = runner.invoke(app, ["ingest", src, "--prompt-field", "q", "--home", str(home)])
     assert bad.exit_code == 2 and "go together" in bad.output
+
+
+# -- fuzzed chat rows (hypothesis, small) ---------------------------------------------------
+FUZZ_CFG = IngestConfig(max_chars=200, batch_rows=5)  # small batches: bad rows straddle them
+CONTENT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from(" \n"),
+    min_size=1,
+    max_size=20,
+).filter(lambda t: normalise(t) != "" and not t.startswith("\ufeff"))
+BAD_CHATS = {
+    "not_list": (
+        st.one_of(st.integers(), st.text(max_size=5), st.just({"role": "user"})),
+        {"messages_not_list"},
+    ),
+    "no_content": (
+        st.just([{"role": "user"}, {"role": "assistant", "content": "a"}]),
+        {"bad_message"},
+    ),
+    "content_type": (
+        st.just([{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]),
+        {"bad_message"},
+    ),
+    "role": (
+        st.sampled_from(["tool", "User", "", 1]).map(
+            lambda r: [{"role": r, "content": "q"}, {"role": "assistant", "content": "a"}]
+        ),
+        {"unknown_role", "bad_message"},
+    ),
+    "last_user": (
+        st.just([{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]),
+        {"no_final_assistant"},
+    ),
+    "nul": (
+        st.just([{"role": "user", "content": "q\x00"}, {"role": "assistant", "content": "a"}]),
+        {"nul_byte"},
+    ),
+    "huge": (
+        st.just([{"role": "user", "content": "ab " * 80}, {"role": "assistant", "content": "a"}]),
+        {"too_long"},
+    ),
+    "answer_only": (st.just([{"role": "assistant", "content": "a"}]), {"empty_prompt"}),
+}
+
+
+@st.composite
+def chat_rows(draw) -> list[tuple[dict, tuple[str, str] | set[str]]]:
+    """Rows and, for each, the (prompt, response) it must give or the reasons it may get."""
+    out = []
+    for n in range(draw(st.integers(1, 12))):
+        kind = draw(st.sampled_from(["good"] * 4 + sorted(BAD_CHATS)))
+        if kind == "good":
+            before = draw(
+                st.lists(
+                    st.tuples(st.sampled_from(["system", "user", "assistant"]), CONTENT), max_size=2
+                )
+            )
+            turns = [*before, ("user", draw(CONTENT))]
+            answer = draw(CONTENT)
+            messages = [{"role": r, "content": c} for r, c in [*turns, ("assistant", answer)]]
+            prompt = normalise(render_messages([(r, normalise(c)) for r, c in turns]))
+            out.append(({"id": f"r{n}", "messages": messages}, (prompt, normalise(answer))))
+        else:
+            strategy, reasons = BAD_CHATS[kind]
+            out.append(({"id": f"r{n}", "messages": draw(strategy)}, reasons))
+    return out
+
+
+@settings(
+    max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(rows=chat_rows())
+def test_fuzzed_chat_rows(rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = write_jsonl(Path(tmp) / "chat.jsonl", [r for r, _ in rows])
+        catalog = Catalog(Path(tmp) / "home").init()
+        ingest(catalog, src, id_field="id", pair=CHAT, cfg=FUZZ_CFG)
+        bad = {
+            r["row"]: r["reason"]
+            for r in catalog.query("SELECT row, reason FROM quarantine").to_pylist()
+        }
+        got = {
+            r["row"]: (r["prompt"], r["text"])
+            for r in catalog.query("SELECT row, prompt, text FROM candidates").to_pylist()
+        }
+        for number, (_, expected) in enumerate(rows, start=1):
+            if isinstance(expected, set):
+                assert bad.get(number) in expected, (number, rows[number - 1])
+            else:
+                assert got.get(number) == expected, (number, rows[number - 1])
+        assert len(bad) + len(got) == len(rows)
+        again = ingest(catalog, src, id_field="id", pair=CHAT, cfg=FUZZ_CFG)
+        assert again.added == again.quarantined == 0
