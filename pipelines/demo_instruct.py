@@ -10,7 +10,7 @@ same seed *and the same Python version*.
 1. Walk the stdlib's ``.py`` files (:func:`pipelines.stdlib_text.stdlib_files`), skipping
    modules with a private part (``_``); take each public top-level ``def``/``class`` whose
    docstring's first paragraph is prose (:func:`pipelines.stdlib_text.is_prose_paragraph`)
-   of 40-400 characters. An answer given by two definitions (copied docstrings) is dropped
+   of 40-199 characters (shorter than the text demo corpus's documents, see ``MAX_ANSWER``). An answer given by two definitions (copied docstrings) is dropped
    from both, so a "wrong answer" junk row can never be right by accident.
 2. A seeded shuffle splits the definitions into trusted, validation and pool (disjoint: no
    question is in two splits).
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.demo_corpus import write_lines
-from pipelines.stdlib_text import SENTENCE_END, is_prose_paragraph, stdlib_files
+from pipelines.stdlib_text import MIN_CHARS, SENTENCE_END, is_prose_paragraph, stdlib_files
 
 JUNK_KINDS = (
     "wrong_answer",
@@ -57,7 +57,10 @@ JUNK_KINDS = (
     "repeated",
     "code",
 )
-MIN_ANSWER, MAX_ANSWER = 40, 400
+# Answers stay shorter than any document of the text demo corpus (MIN_CHARS), which is made
+# from the same docstrings: a pair signed as prompt + answer then stays below the dedup
+# threshold against a text holding its answer (a long answer would make it a near-duplicate).
+MIN_ANSWER, MAX_ANSWER = 40, MIN_CHARS - 1
 FILES = {split: f"instruct-{split}.jsonl" for split in ("trusted", "validation", "pool")}
 
 _FUNCTION_TEMPLATES = (

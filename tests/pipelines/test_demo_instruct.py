@@ -11,6 +11,7 @@ from pipelines.catalog import Catalog
 from pipelines.config import PairFields
 from pipelines.demo_instruct import JUNK_KINDS, build_instruct_set, read_definitions
 from pipelines.ingest import ingest
+from pipelines.stdlib_text import MIN_CHARS
 
 SIZES = {"trusted": 300, "validation": 60, "pool": 300}  # the defaults
 
@@ -55,6 +56,8 @@ def test_junk_share_kinds_and_gold(instruct):
     for r in pool:
         if r["kind"] == "clean":
             assert r["gold"] == "candidate" and "gold_response" not in r
+            # shorter than any text demo document: never a near-duplicate of one
+            assert 40 <= len(r["response"]) < MIN_CHARS
         else:
             assert r["gold"] == "both_bad"
             assert r["gold_response"] != r["response"] and len(r["gold_response"]) >= 40
