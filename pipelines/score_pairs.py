@@ -5,7 +5,10 @@ fitted by ``pipelines.score.model_bar``), on the pool pairs still undecided afte
 (``sql/pairs_to_score.sql``), ``score.shard_rows`` at a time:
 
 1. **Rules** on the response, with the rules that fit an answer (``scoring.pairs.
-   pair_rule_config``: a short correct answer is not "too short").
+   pair_rule_config``: a short correct answer is not "too short"), then the answer rules
+   ``generic_response`` (the set of generic responses is counted once per step over the
+   whole catalog, ``generic_responses``, and passed to each shard) and
+   ``unfinished_response`` (``scoring.pairs.answer_rule_reasons``).
 2. **The model's own answer** to each prompt (``LossScorer.respond``: the current model,
    recurrent form, ``pairs.temperature``, at most ``pairs.max_response_bytes`` bytes),
    drawn from a seed of (``pairs.seed``, round, shard), so a resumed round draws the same.
@@ -40,7 +43,16 @@ from pipelines.score import Bar, rule_step, shard_key
 from pipelines.settings import Settings
 from scoring.heuristics import RULE_REASONS, heuristic_signals
 from scoring.loss import LossScorer, order_gain
-from scoring.pairs import pair_rule_config, pair_score, relevance, route_pairs, sigmoid
+from scoring.pairs import (
+    GENERIC_SQL,
+    PAIR_RULE_REASONS,
+    answer_rule_reasons,
+    pair_rule_config,
+    pair_score,
+    relevance,
+    route_pairs,
+    sigmoid,
+)
 from scoring.quality import QualityModel
 
 # Columns ``pair_scores`` files carry beyond ``SCHEMAS["pair_scores"]`` (views union by name).
@@ -76,6 +88,22 @@ def pair_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterator[p
         con.close()
 
 
+def generic_responses(catalog: Catalog, settings: Settings) -> frozenset[str]:
+    """Digests of the pool's generic responses (``scoring.pairs.GENERIC_SQL``): one query
+    over the whole catalog, so a canned answer is caught across shards, ingests and rounds.
+    Empty when ``pairs.generic_min_prompts`` is 0 (the rule is off)."""
+    cfg = settings.pairs
+    if cfg.generic_min_prompts == 0:
+        return frozenset()
+    con = bounded_connection(catalog, settings.score.memory_limit_mb)
+    try:
+        rows = con.sql(GENERIC_SQL, params=[cfg.generic_min_words, cfg.generic_min_prompts])
+        digests = rows.to_arrow_table().column("digest").to_pylist()
+    finally:
+        con.close()
+    return frozenset(digests)
+
+
 def score_pairs(
     catalog: Catalog,
     settings: Settings,
@@ -90,13 +118,24 @@ def score_pairs(
         return 0
     model, ref = load_scorer(current), load_scorer(reference)
     quality = QualityModel.load(bar.quality_model)
+    generic = generic_responses(catalog, settings)
     with progress_bar(f"score pairs round {round_}", total) as advance:
         for part in pair_shards(catalog, settings, round_):
             key = shard_key(round_, part.column("candidate_id").to_pylist())
             if not catalog.exists("pair_scores", key):
                 seed = _shard_seed(settings.pairs.seed, key)
                 table = score_pair_shard(
-                    part, settings, round_, current, reference, model, ref, quality, bar, seed
+                    part,
+                    settings,
+                    round_,
+                    current,
+                    reference,
+                    model,
+                    ref,
+                    quality,
+                    bar,
+                    seed,
+                    generic=generic,
                 )
                 catalog.write("pair_scores", table, key)
             advance(part.num_rows)
@@ -162,11 +201,18 @@ def score_pair_shard(
     quality: QualityModel,
     bar: Bar,
     seed: int,
+    *,
+    generic: frozenset[str] = frozenset(),
 ) -> pa.Table:
-    """Score one shard (``candidate_id``, ``prompt``, ``text``) → a ``pair_scores`` table."""
+    """Score one shard (``candidate_id``, ``prompt``, ``text``) → a ``pair_scores`` table.
+
+    ``generic``: digests of the pool's generic responses (``generic_responses``).
+    """
     cfg = settings.pairs
     n = part.num_rows
     signals, reasons = rule_step(part.column("text"), _pair_rules(settings))
+    texts = [t or "" for t in part.column("text").to_pylist()]
+    reasons = answer_rule_reasons(texts, reasons, cfg, generic)
     passing = np.asarray(pc.is_null(reasons).to_numpy(zero_copy_only=False), dtype=bool)
     idx = np.flatnonzero(passing)
     prompts = [part.column("prompt")[int(i)].as_py() or "" for i in idx]
@@ -257,7 +303,8 @@ def route_pairs_round(catalog: Catalog, settings: Settings, round_: int) -> Coun
         return Counter()
     decided = route_pairs(scored, settings.pairs)
     n = decided.num_rows
-    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(sorted(RULE_REASONS)))
+    rules = sorted({*RULE_REASONS, *PAIR_RULE_REASONS})
+    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(rules))
 
     def prob(name: str) -> pa.Array:
         values = scored.column(name).to_numpy(zero_copy_only=False).astype(np.float64)

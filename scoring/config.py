@@ -350,6 +350,13 @@ class PairsConfig(_DictConfig):
     coherence_min_words: int = 8  # ... for responses of at least this many words
     max_prompt_bytes: int = 1024  # a longer prompt keeps its end (next to the answer)
     seed: int = 0  # of the own answers; each shard draws from (seed, round, shard)
+    # rule unfinished_response: a response of at least this many words whose end is not
+    # terminal punctuation (``scoring.pairs.unfinished``); 0 turns the rule off
+    unfinished_min_words: int = 6
+    # rule generic_response: the same response to at least this many distinct prompts of
+    # the pool (``scoring.pairs.GENERIC_SQL``) ...; 0 turns the rule off
+    generic_min_prompts: int = 2
+    generic_min_words: int = 5  # ... with at least this many words
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -394,3 +401,21 @@ class PairsConfig(_DictConfig):
             self.max_prompt_bytes,
         )
         _require(self.seed >= 0, f"{name}.seed", "must be >= 0", self.seed)
+        _require(
+            self.unfinished_min_words >= 0,
+            f"{name}.unfinished_min_words",
+            "must be >= 0 (0: rule off)",
+            self.unfinished_min_words,
+        )
+        _require(
+            self.generic_min_prompts == 0 or self.generic_min_prompts >= 2,
+            f"{name}.generic_min_prompts",
+            "must be 0 (rule off) or >= 2 (one prompt makes every response generic)",
+            self.generic_min_prompts,
+        )
+        _require(
+            self.generic_min_words >= 1,
+            f"{name}.generic_min_words",
+            "must be >= 1",
+            self.generic_min_words,
+        )

@@ -33,8 +33,9 @@ scored the same way, on a log-odds scale:
 
 The gap ``score - own_score`` then reads like the text path's margin around the bar:
 
-1. ``rule_reason`` not null -> ``reject`` with that reason (rules on the response, see
-   ``pair_rule_config``; dedup and exact duplicates never reach this step).
+1. ``rule_reason`` not null -> ``reject`` with that reason (rules on the response: the
+   text rules that fit an answer, ``pair_rule_config``, then the two answer rules below;
+   dedup and exact duplicates never reach this step).
 2. ``gap > margin`` -> ``accept``, ``above_model_response``.
 3. ``gap < -margin`` -> ``reject``, ``below_model_response``.
 4. otherwise ``hard``, ``near_model_response``, ``priority = 1 - |gap| / margin`` (1 when
@@ -44,13 +45,31 @@ The gap ``score - own_score`` then reads like the text path's margin around the 
    never queued: an expert shown two identical answers has nothing to choose, and the
    model writes it already. It waits, and the next round's model answers again.
 
+Two rules judge an answer as an answer, for any data (``PAIR_RULE_REASONS``):
+
+- ``generic_response``: the same normalised response given to at least
+  ``generic_min_prompts`` distinct prompts of the pool, with at least ``generic_min_words``
+  words, is a canned non-answer ("Please refer to the official docs for details."): an
+  answer that fits every question answers none. Counted over the whole catalog once per
+  pair step (``GENERIC_SQL``); expert rewrites (source ``expert-rewrite``) neither count
+  nor are hit: an expert wrote that answer for that prompt, and it is decided already.
+  Short answers ("Yes.", "None.", "It returns a list.") are legitimately shared.
+- ``unfinished_response``: a response of at least ``unfinished_min_words`` words that does
+  not end like a finished answer (``unfinished``): C4's terminal-punctuation rule (Raffel
+  et al. 2020, "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+  Transformer", section 2.2) applied to the answer's end, where truncation shows. Short
+  answers ("42", "Returns x") are exempt.
+
 Pure and deterministic: no I/O, output rows in input order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -63,6 +82,10 @@ ABOVE_MODEL = "above_model_response"
 BELOW_MODEL = "below_model_response"
 NEAR_MODEL = "near_model_response"
 PAIR_REASONS: tuple[str, ...] = (ABOVE_MODEL, BELOW_MODEL, NEAR_MODEL)
+GENERIC = "generic_response"
+UNFINISHED = "unfinished_response"
+# the answer rules, in the order they are checked (after the text rules of pair_rule_config)
+PAIR_RULE_REASONS: tuple[str, ...] = (GENERIC, UNFINISHED)
 PAIR_INPUT_COLUMNS: tuple[str, ...] = ("candidate_id", "rule_reason", "score", "own_score")
 
 
@@ -193,3 +216,103 @@ def route_pairs(frame: pa.Table, cfg: PairsConfig) -> pa.Table:
         ],
         schema=OUTPUT_SCHEMA,
     )
+
+
+# What a finished answer may end with. Sentence punctuation: . ! ? and also : ; (a list
+# or code answer's last item may end so). After it, any closing quotes, brackets or
+# backticks ("Use `abs(x)`." / He said "no."). A closing bracket, quote or backtick alone
+# also ends an answer when the answer opened one (a code answer ``sorted(xs, key=len)``,
+# a fenced block ending in ```, a quoted name): truncation by length almost never lands
+# right after a closer it opened. Not finished: a letter, a digit, a comma or dash, and an
+# ellipsis (``...`` / ``…``: the writer's own mark of a cut). A digit is the one hard case:
+# "The default limit is 1000" is finished, "It takes 2" is not; C4 says no, and so do we
+# (a real answer with a number last mostly ends in a full stop; short ones are exempt).
+_TERMINAL = frozenset(".!?:;")
+_CLOSERS = {")": "(", "]": "[", "}": "{", "»": "«", "”": "“", "’": "‘"}
+_SELF_CLOSERS = frozenset("\"'`")
+_ELLIPSIS = re.compile(r"(\.\.\.|…)[\s\"'`)\]}”’»]*$")
+
+
+def word_count(text: str) -> int:
+    """Words of a response for the answer rules: whitespace-separated tokens."""
+    return len(text.split())
+
+
+def is_finished(text: str) -> bool:
+    """Whether ``text`` ends like a finished answer (see the table above ``word_count``)."""
+    body = text.rstrip()
+    if not body or _ELLIPSIS.search(body):
+        return False
+    if body[-1] in _TERMINAL:
+        return True
+    end = len(body)
+    while end and (body[end - 1] in _CLOSERS or body[end - 1] in _SELF_CLOSERS):
+        end -= 1
+    if end == len(body):
+        return False  # a letter, digit, comma, dash, ...
+    if end and body[end - 1] in _TERMINAL:
+        return True  # ." or .) or .``` : punctuation inside the closers
+    last = body[-1]
+    head = body[:-1]
+    if last in _SELF_CLOSERS:
+        return last in head  # the answer opened what it closes
+    return _CLOSERS[last] in head
+
+
+def unfinished(texts: Iterable[str], min_words: int) -> np.ndarray:
+    """True where a response of at least ``min_words`` words does not end finished
+    (``is_finished``); ``min_words`` 0 turns the rule off (all False)."""
+    texts = list(texts)
+    if min_words <= 0:
+        return np.zeros(len(texts), dtype=bool)
+    return np.array(
+        [word_count(t) >= min_words and not is_finished(t) for t in texts], dtype=bool
+    ).reshape(len(texts))
+
+
+def response_digest(text: str) -> str:
+    """The key of a response in the set of generic ones: md5 hex of its UTF-8 (DuckDB's
+    ``md5(text)`` gives the same), so the set stays small however long the answers are."""
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+# The digests of pool responses given to at least ? distinct prompts, with at least ?
+# words. Expert rewrites are the expert's answer to their prompt: they do not count.
+GENERIC_SQL = """
+SELECT md5(text) AS digest
+FROM candidates
+WHERE coalesce(kind, 'text') = 'pair' AND role = 'pool'
+  AND coalesce(source, '') <> 'expert-rewrite'
+  AND text IS NOT NULL
+  AND len(string_split_regex(trim(text), '\\s+')) >= ?
+GROUP BY text
+HAVING count(DISTINCT prompt) >= ?
+"""
+
+
+def generic(texts: Iterable[str], digests: frozenset[str], min_words: int) -> np.ndarray:
+    """True where a response is one of the generic ones (``digests`` from ``GENERIC_SQL``)
+    and has at least ``min_words`` words."""
+    texts = list(texts)
+    if not digests:
+        return np.zeros(len(texts), dtype=bool)
+    return np.array(
+        [word_count(t) >= min_words and response_digest(t) in digests for t in texts],
+        dtype=bool,
+    ).reshape(len(texts))
+
+
+def answer_rule_reasons(
+    texts: Sequence[str], reasons: pa.Array, cfg: PairsConfig, digests: frozenset[str]
+) -> pa.Array:
+    """``reasons`` (the text rules' first failing rule per response, null = passes) with the
+    answer rules added where it is null: ``generic_response`` first, then
+    ``unfinished_response``."""
+    reasons = reasons.cast(pa.string())
+    if len(texts) != len(reasons):
+        raise ValueError(f"answer_rule_reasons: {len(texts)} texts but {len(reasons)} reasons")
+    gen = generic(texts, digests, cfg.generic_min_words)
+    cut = unfinished(texts, cfg.unfinished_min_words)
+    added = np.select([gen, cut], [GENERIC, UNFINISHED], default="").astype(object)
+    added[added == ""] = None
+    return pc.coalesce(reasons, pa.array(added.tolist(), pa.string()))

@@ -51,6 +51,12 @@ SETTINGS = {
 }
 
 
+# This pool tests the model's judgement, so the answer rules are off: salad loses the
+# answer's final full stop (unfinished_response), and each "other" answer is also the good
+# answer of another question (generic_response would take both).
+MODEL_ONLY = {"pairs.unfinished_min_words": 0, "pairs.generic_min_prompts": 0}
+
+
 def candidate(cid: str, role: str, text: str, prompt: str | None = None) -> dict:
     return {
         "candidate_id": cid,
@@ -98,20 +104,24 @@ def answerer(tmp_path_factory) -> ModelRef:
     return ModelRef("answerer", Path(model_dir), "reference")
 
 
-def make_workspace(home: Path, **overrides) -> tuple[Catalog, Settings]:
-    """The answers as trusted text, the hand-written pool, tiny settings."""
+def make_workspace(
+    home: Path, pool: list[dict] | None = None, **overrides
+) -> tuple[Catalog, Settings]:
+    """The answers as trusted text, the hand-written pool (or ``pool``), tiny settings."""
     catalog = Catalog(home).init()
     settings = Settings().with_overrides({**SETTINGS, **overrides})
     save_settings(home, settings)
     trusted = [candidate(f"t-{i}", "trusted", a) for i, (_, a) in enumerate(QA)]
-    table = pa.Table.from_pylist(trusted + pool_rows(), SCHEMAS["candidates"])
+    rows = pool_rows() if pool is None else pool
+    table = pa.Table.from_pylist(trusted + rows, SCHEMAS["candidates"])
     catalog.write("candidates", table, "hand")
     return catalog, settings
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, answerer) -> tuple[Catalog, Settings, ModelRef]:
-    catalog, settings = make_workspace(tmp_path_factory.mktemp("pairs") / "home")
+    home = tmp_path_factory.mktemp("pairs") / "home"
+    catalog, settings = make_workspace(home, **MODEL_ONLY)
     return catalog, settings, answerer
 
 
@@ -172,7 +182,7 @@ def test_losers_are_below_the_model_response_and_reruns_add_nothing(workspace):
 
 
 def test_a_killed_step_resumes_with_the_same_answers(tmp_path, answerer):
-    catalog, settings = make_workspace(tmp_path / "home", **{"score.shard_rows": 8})
+    catalog, settings = make_workspace(tmp_path / "home", **{"score.shard_rows": 8}, **MODEL_ONLY)
     bar = model_bar(catalog, settings, 1, answerer, answerer)
     total = score_pairs(catalog, settings, 1, answerer, answerer, bar)
     files = catalog.files("pair_scores")
@@ -185,6 +195,36 @@ def test_a_killed_step_resumes_with_the_same_answers(tmp_path, answerer):
     assert [(r["candidate_id"], r["model_response"], r["gap"]) for r in after] == [
         (r["candidate_id"], r["model_response"], r["gap"]) for r in before
     ]
+
+
+def test_answer_rules_reject_generic_and_unfinished_responses(tmp_path, answerer):
+    canned = "Please refer to the official docs for details."
+    cut = QA[4][1].rstrip(".").rsplit(" ", 2)[0]  # "Return a new list ... in"
+    pool = [
+        candidate("canned-0", "pool", canned, QA[0][0]),
+        candidate("canned-1", "pool", canned, QA[1][0]),
+        candidate("cut", "pool", cut, QA[4][0]),
+        candidate("good", "pool", QA[2][1], QA[2][0]),
+        candidate("plain", "pool", "A plain pool text goes the text way, not this one."),
+    ]
+    catalog, settings = make_workspace(tmp_path / "home", pool)
+    # the canned answer of another ingest counts too: the set is over the whole catalog
+    other = candidate("canned-2", "trusted", canned, QA[3][0])  # not pool: does not count
+    catalog.write("candidates", pa.Table.from_pylist([other], SCHEMAS["candidates"]), "more")
+    bar = model_bar(catalog, settings, 1, answerer, answerer)
+    assert score_pairs(catalog, settings, 1, answerer, answerer, bar) == 4
+    route_pairs_round(catalog, settings, 1)
+    decided = {
+        r["candidate_id"]: (r["decision"], r["reason"], r["decided_by"])
+        for r in catalog.query("SELECT * FROM decisions").to_pylist()
+    }
+    assert decided["canned-0"] == decided["canned-1"] == ("reject", "generic_response", "rule")
+    assert decided["cut"] == ("reject", "unfinished_response", "rule")
+    assert decided["good"][2] == "model"
+    rules = catalog.query("SELECT candidate_id, rule_reason, model_response FROM pair_scores")
+    by_id = {r["candidate_id"]: r for r in rules.to_pylist()}
+    assert by_id["cut"]["rule_reason"] == "unfinished_response"
+    assert by_id["canned-0"]["model_response"] is None  # a rule's reject is not answered
 
 
 def test_curation_round_scores_and_routes_pool_pairs(harness, tiny_home):

@@ -16,7 +16,12 @@ from scoring.loss import LossScorer, example_bpb, hf_example_bpb
 from scoring.pairs import (
     ABOVE_MODEL,
     BELOW_MODEL,
+    GENERIC,
+    GENERIC_SQL,
     NEAR_MODEL,
+    UNFINISHED,
+    answer_rule_reasons,
+    is_finished,
     pair_rule_config,
     pair_score,
     relevance,
@@ -180,6 +185,107 @@ def test_pair_rules_keep_short_answers_and_reject_degenerate_ones():
     assert got[5] == "repeated_lines" and got[6] == "repeated_ngrams"
 
 
+FINISHED = [
+    "Return the absolute value of x.",
+    "Raise ValueError if the list is empty!",
+    "Is it sorted? Only if you ask for it?",
+    "The keyword arguments are the following:",
+    'The function returns the string "done."',
+    "Wrap it as `sorted(items, key=len)`.",
+    "Call it as sorted(items, key=len, reverse=True)",  # code ends at its own bracket
+    "Copy it with the call `shutil.copy(src, dst)`",  # ... or backtick
+    "```\nimport os\nprint(os.getcwd())\n```",  # a fenced code answer
+    "The answer is the word \u201cyes\u201d",
+    "It returns a list (see the notes above.)",
+]
+UNFINISHED_ANSWERS = [
+    "Return a new list containing all items from the",  # cut mid-sentence
+    "Return the number of items in a container,",
+    "Return the hexadecimal representation of an integer -",
+    "The default recursion limit of the interpreter is 1000",  # a digit: C4 says unfinished
+    "Return a copy of the string with the rest...",  # the writer's own mark of a cut
+    "Return a copy of the string with the rest\u2026",
+    "Return the value as is and then close it)",  # a bracket it never opened
+]
+
+
+def test_is_finished_accepts_answer_endings_and_rejects_cuts():
+    assert [is_finished(t) for t in FINISHED] == [True] * len(FINISHED)
+    assert [is_finished(t) for t in UNFINISHED_ANSWERS] == [False] * len(UNFINISHED_ANSWERS)
+    assert not is_finished("") and not is_finished("   ")
+
+
+def reasons_of(texts, cfg=None, digests=frozenset(), base=None):
+    cfg = cfg or PairsConfig()
+    base = pa.nulls(len(texts), pa.string()) if base is None else pa.array(base, pa.string())
+    return answer_rule_reasons(texts, base, cfg, digests).to_pylist()
+
+
+def test_unfinished_response_fires_on_long_cut_answers_only():
+    got = reasons_of(FINISHED + UNFINISHED_ANSWERS)
+    assert got == [None] * len(FINISHED) + [UNFINISHED] * len(UNFINISHED_ANSWERS)
+    # short answers are exempt: 5 words < unfinished_min_words (6), and 42 is an answer
+    assert reasons_of(["42", "Returns x", "Return the absolute value of"]) == [None] * 3
+    assert reasons_of(["Return the absolute value of"], PairsConfig(unfinished_min_words=5)) == [
+        UNFINISHED
+    ]
+    off = PairsConfig(unfinished_min_words=0)
+    assert reasons_of(UNFINISHED_ANSWERS, off) == [None] * len(UNFINISHED_ANSWERS)
+    # a text rule that fired first keeps its reason
+    assert reasons_of([UNFINISHED_ANSWERS[0]], base=["repeated_lines"]) == ["repeated_lines"]
+
+
+def generic_digests(rows, cfg=None):
+    """``GENERIC_SQL`` over an in-memory ``candidates`` table (prompt, text, role, ...)."""
+    import duckdb
+
+    cfg = cfg or PairsConfig()
+    con = duckdb.connect()
+    candidates = pa.Table.from_pylist(  # noqa: F841 (read by the query by name)
+        [{"kind": "pair", "role": "pool", "source": "hand", **r} for r in rows]
+    )
+    out = con.sql(GENERIC_SQL, params=[cfg.generic_min_words, cfg.generic_min_prompts])
+    return frozenset(out.to_arrow_table().column("digest").to_pylist())
+
+
+def test_generic_response_needs_two_prompts_enough_words_and_no_expert():
+    canned = "Please refer to the official docs for details."
+    short = "It returns a list."
+    rows = [
+        {"prompt": "What does abs do?", "text": canned},
+        {"prompt": "What does len do?", "text": canned},
+        {"prompt": "What does abs do?", "text": short},  # shared, but only 4 words
+        {"prompt": "What does len do?", "text": short},
+        {"prompt": "What does ord do?", "text": "Return the code point of a character."},
+        {"prompt": "What does ord do?", "text": "Return the code point of a character."},
+        # two rows of one prompt are one prompt (above); one answer to two prompts is generic
+        {"prompt": "What does hex do?", "text": "Return the hex form of the integer."},
+        {"prompt": "What does oct do?", "text": "Return the hex form of the integer."},
+        # ... a rewrite by an expert neither counts nor is hit
+        {"prompt": "What does bin do?", "text": "See the documentation of the module."},
+        {
+            "source": "expert-rewrite",
+            "prompt": "What does chr do?",
+            "text": "See the documentation of the module.",
+        },
+        {"role": "trusted", "prompt": "What does chr do?", "text": "Return the hex form."},
+        {"kind": "text", "prompt": None, "text": canned},
+    ]
+    digests = generic_digests(rows)
+    texts = [r["text"] for r in rows[:9]]
+    got = reasons_of(texts, digests=digests)
+    assert got == [GENERIC, GENERIC, None, None, None, None, GENERIC, GENERIC, None]
+    # the set alone does not decide: a generic text with fewer words than the floor passes
+    assert reasons_of([canned], PairsConfig(generic_min_words=9), digests) == [None]
+    # three prompts needed: no longer generic
+    assert generic_digests(rows, PairsConfig(generic_min_prompts=3)) == frozenset()
+    # generic wins over unfinished where both fire
+    cut = "Please see the documentation for the"
+    both = generic_digests([{"prompt": p, "text": cut} for p in ("a?", "b?")])
+    assert reasons_of([cut], digests=both) == [GENERIC]
+    assert reasons_of([cut]) == [UNFINISHED]
+
+
 # -- routing -----------------------------------------------------------------------------------
 def frame(rows):
     return pa.Table.from_pylist(
@@ -249,3 +355,9 @@ def test_pairs_config_validates():
         PairsConfig(margin=0)
     with pytest.raises(ValueError, match="PairsConfig.max_response_bytes"):
         PairsConfig(max_response_bytes=0)
+    with pytest.raises(ValueError, match="PairsConfig.generic_min_prompts"):
+        PairsConfig(generic_min_prompts=1)
+    with pytest.raises(ValueError, match="PairsConfig.unfinished_min_words"):
+        PairsConfig(unfinished_min_words=-1)
+    with pytest.raises(ValueError, match="PairsConfig.generic_min_words"):
+        PairsConfig(generic_min_words=0)
