@@ -239,7 +239,7 @@ def word_count(text: str) -> int:
 
 
 def is_finished(text: str) -> bool:
-    """Whether ``text`` ends like a finished answer (see the table above ``word_count``)."""
+    """Whether ``text`` ends like a finished answer (the endings are listed above ``_TERMINAL``)."""
     body = text.rstrip()
     if not body or _ELLIPSIS.search(body):
         return False
