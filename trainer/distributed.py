@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.config import ModelConfig, TrainConfig
+from trainer.data import Example, Pair
 
 logger = logging.getLogger("trainer")
 
@@ -73,9 +74,18 @@ def mean_across_ranks(value: torch.Tensor) -> torch.Tensor:
     return value / dist.get_world_size()
 
 
+def _to_json(examples: Sequence[Example]) -> list:
+    """Texts stay strings; a pair becomes {"prompt", "response"} (``_from_json`` reads it)."""
+    return [e._asdict() if isinstance(e, Pair) else e for e in examples]
+
+
+def _from_json(items: list) -> list[Example]:
+    return [Pair(**e) if isinstance(e, dict) else e for e in items]
+
+
 def launch(
-    train_texts: Sequence[str],
-    val_texts: Sequence[str],
+    train_texts: Sequence[Example],
+    val_texts: Sequence[Example],
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     out_dir: Path,
@@ -99,8 +109,8 @@ def launch(
     job_dir = out_dir / JOB_DIR
     job_dir.mkdir(parents=True, exist_ok=True)
     job = {
-        "train_texts": list(train_texts),
-        "val_texts": list(val_texts),
+        "train_texts": _to_json(train_texts),
+        "val_texts": _to_json(val_texts),
         "model": model_cfg.to_dict(),
         "train": train_cfg.to_dict(),
         "out_dir": str(out_dir.resolve()),
@@ -142,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     job = json.loads(Path(args[0]).read_text())
     try:
         train(
-            job["train_texts"],
-            job["val_texts"],
+            _from_json(job["train_texts"]),
+            _from_json(job["val_texts"]),
             ModelConfig.from_dict(job["model"]),
             TrainConfig.from_dict(job["train"]),
             Path(job["out_dir"]),

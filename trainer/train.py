@@ -19,11 +19,22 @@ Tokenizer: bytes by default; with ``ModelConfig.tokenizer="bpe"`` a fresh run le
 byte-level BPE on its training texts before packing, a continued run (``init_from``) or a
 resumed one reuses the checkpoint's, and every checkpoint saves it as tokenizer.json.
 
+Training examples are plain texts or prompt/response pairs (``trainer.data.Pair``). A pair
+is trained on its response only: the loss is the mean cross-entropy over the counted
+targets, sum(ce * mask) / sum(mask), with the prompt's targets masked out (trainer.data). A
+run without pairs has no mask and keeps the plain mean over every target, bit for bit. Under
+DDP each rank's slice is weighted by the global count of counted targets (every rank draws
+the whole batch, so it knows it without communication): rank r's loss is
+sum_r(ce * mask) * world_size / sum(mask), and DDP's average of the ranks' gradients is the
+gradient of the global batch's masked mean, however the counted targets fall on the ranks.
+
 Every step appends {"step", "loss", "lr", "tokens_seen", "tok_per_s", "elapsed_s"} to
 ``out_dir/metrics.jsonl`` (a resumed run first drops the lines past its resume point) and
 logs it every ``steps / 20`` steps. Every validation (each ``eval_every`` steps and at the
 end) appends {"step", "tokens_seen", "val_bpb"} to ``out_dir/evals.jsonl``, the curve of
-validation loss against tokens seen. Under torchrun the same function trains with DDP (see
+validation loss against tokens seen; with pairs in the validation set it also holds
+"val_text_bpb" and "val_response_bpb" (bits on texts only, on responses only; ``val_bpb`` is
+over everything counted). Under torchrun the same function trains with DDP (see
 trainer.distributed).
 """
 
@@ -58,8 +69,8 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import ModelConfig, TrainConfig
-from trainer.data import BatchIterator, pack
-from trainer.evaluate import corpus_bpb
+from trainer.data import BatchIterator, Example, Pair, example_text, has_pairs, pack_examples
+from trainer.evaluate import CorpusBits, corpus_bits
 from trainer.models import LanguageModel, build_model
 from trainer.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer
 
@@ -82,6 +93,9 @@ class TrainResult:
     wall_s: float  # training time summed over all sessions of this run
     resumed_from_step: int  # 0 for a run that was never interrupted
     tokens_per_s: float = math.nan  # tokens_seen / wall_s (all processes together)
+    # over the validation texts only / the validation pairs' responses only; NaN if none
+    val_text_bpb: float = math.nan
+    val_response_bpb: float = math.nan
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,14 +123,35 @@ def make_optimizer(model: LanguageModel, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def data_fingerprint(texts: Sequence[str]) -> str:
-    """SHA-256 over the training texts, so a resume never mixes two datasets."""
+_PAIR_MARK = (2**64 - 1).to_bytes(8, "little")  # no text is that long: a pair starts here
+
+
+def data_fingerprint(texts: Sequence[Example]) -> str:
+    """SHA-256 over the training texts and pairs (prompt and response), so a resume never
+    mixes two datasets. A text-only corpus hashes as it always did."""
     h = hashlib.sha256()
-    for t in texts:
-        data = t.encode("utf-8", errors="replace")
+
+    def add(text: str) -> None:
+        data = text.encode("utf-8", errors="replace")
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
+
+    for t in texts:
+        if isinstance(t, Pair):
+            h.update(_PAIR_MARK)
+            add(t.prompt)
+            add(t.response)
+        else:
+            add(t)
     return h.hexdigest()
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _none_to_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def latest_resume_dir(out_dir: Path) -> Path | None:
@@ -128,17 +163,18 @@ def latest_resume_dir(out_dir: Path) -> Path | None:
 
 
 def _result_from_config(out_dir: Path, config: dict[str, Any]) -> TrainResult:
-    val = config.get("val_bpb")
     return TrainResult(
         out_dir=out_dir,
         steps=config["step"],
         tokens_seen=config["tokens_seen"],
-        val_bpb=math.nan if val is None else float(val),
+        val_bpb=_none_to_nan(config.get("val_bpb")),
         final_loss=config["final_loss"],
         losses=list(config["losses"]),
         wall_s=config["wall_s"],
         resumed_from_step=config["resumed_from_step"],
         tokens_per_s=config.get("tokens_per_s", math.nan),
+        val_text_bpb=_none_to_nan(config.get("val_text_bpb")),
+        val_response_bpb=_none_to_nan(config.get("val_response_bpb")),
     )
 
 
@@ -179,15 +215,40 @@ def _restart_metrics(out_dir: Path, step: int) -> None:
         os.replace(tmp, file)
 
 
-def _log_eval(out_dir: Path, step: int, tokens_seen: int, val_bpb: float) -> None:
-    record = {"step": step, "tokens_seen": tokens_seen, "val_bpb": val_bpb}
+def _log_eval(out_dir: Path, step: int, tokens_seen: int, bits: CorpusBits, pairs: bool) -> None:
+    record = {"step": step, "tokens_seen": tokens_seen, "val_bpb": bits.bpb}
+    if pairs:  # a validation set with pairs: texts and responses apart as well
+        record["val_text_bpb"] = _nan_to_none(bits.text_bpb)
+        record["val_response_bpb"] = _nan_to_none(bits.response_bpb)
     with open(out_dir / EVALS, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
+def masked_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    n_counted: torch.Tensor | int,
+    world_size: int = 1,
+) -> torch.Tensor:
+    """Mean cross-entropy over the counted targets of the global batch, from one rank's slice.
+
+    ``logits`` (b, seq_len, vocab), ``targets`` and ``mask`` (b, seq_len) are this rank's rows;
+    ``n_counted`` is the number of counted targets in the whole batch (all ranks). Returns
+    sum(ce * mask) * world_size / n_counted, so the mean over ranks (DDP's gradient average)
+    is sum over the batch of ce * mask / n_counted. A batch with nothing counted (a window
+    of prompt tokens only) gives 0 and no gradient, never NaN.
+    """
+    ce = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), reduction="none"
+    )  # (b * seq_len,)
+    total = (ce * mask.flatten().to(ce.dtype)).sum()
+    return total * world_size / max(int(n_counted), 1)
+
+
 def run_tokenizer(
     model_cfg: ModelConfig,
-    train_texts: Sequence[str],
+    train_texts: Sequence[Example],
     init_from: Path | None,
     resume: Path | None,
 ) -> Tokenizer:
@@ -203,15 +264,15 @@ def run_tokenizer(
             )
         return tok
     if model_cfg.tokenizer == "bpe":
-        tok = BPETokenizer.train(train_texts, model_cfg.vocab_size)
+        tok = BPETokenizer.train([example_text(t) for t in train_texts], model_cfg.vocab_size)
         logger.info("trained a byte-level BPE tokenizer: %d ids", tok.vocab_size)
         return tok
     return ByteTokenizer()
 
 
 def train(
-    train_texts: Sequence[str],
-    val_texts: Sequence[str],
+    train_texts: Sequence[Example],
+    val_texts: Sequence[Example],
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     out_dir: Path,
@@ -221,7 +282,8 @@ def train(
 ) -> TrainResult:
     """Train (or resume, or return the finished result of) a run in ``out_dir``.
 
-    ``init_from``: a checkpoint directory whose weights start the run (fresh optimizer).
+    ``train_texts`` / ``val_texts``: plain texts and ``Pair``s (trained and measured on the
+    response only). ``init_from``: a checkpoint directory whose weights start the run (fresh optimizer).
     ``progress(step, total_steps, {"loss", "lr", "tok_per_s"})`` after every step, with
     ``step`` counting completed steps (1..total_steps); on rank 0 only under torchrun.
     """
@@ -266,7 +328,9 @@ def train(
     resume = latest_resume_dir(out_dir)
     tokenizer = run_tokenizer(model_cfg, train_texts, init_from, resume)
     model.tokenizer = tokenizer  # travels with the model (trainer.tokenizer.tokenizer_of)
-    batches = BatchIterator(pack(train_texts, cfg.seq_len, tokenizer), cfg.batch_size, cfg.seed)
+    packed = pack_examples(train_texts, cfg.seq_len, tokenizer)
+    batches = BatchIterator(packed.windows, cfg.batch_size, cfg.seed, mask=packed.mask)
+    val_pairs = has_pairs(val_texts)
     logger.info(
         "training %d-parameter %s on %s x %d: %d sequences of %d tokens, %d steps",
         model.num_params(),
@@ -319,10 +383,14 @@ def train(
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = (t[rows].to(device, non_blocking=True) for t in batches.next_batch())
+        inputs, targets, mask = batches.next_masked()
+        inputs, targets = (t[rows].to(device, non_blocking=True) for t in (inputs, targets))
         with autocast:
             logits = forward(inputs)  # (batch / world_size, seq_len, vocab)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        if mask is None:  # every target counts: the plain mean (text-only runs, unchanged)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        else:  # pairs: only response targets count, weighted by the global batch's count
+            loss = masked_loss(logits, targets, mask[rows].to(device), mask.sum(), world_size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP: gradients averaged over ranks = gradient of the global batch
         if cfg.grad_clip > 0:
@@ -349,9 +417,9 @@ def train(
                 progress(step, cfg.steps, stats)
         eval_now = cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps
         if eval_now and val_texts and rank == 0:
-            bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
-            logger.info("step %d val bpb %.4f", step, bpb)
-            _log_eval(out_dir, step, step * tokens_per_step, bpb)
+            bits = corpus_bits(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
+            logger.info("step %d val bpb %.4f", step, bits.bpb)
+            _log_eval(out_dir, step, step * tokens_per_step, bits, val_pairs)
         save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
         if save_now and rank == 0:
             meta = run_id | {
@@ -372,12 +440,13 @@ def train(
     if rank != 0:
         distributed.barrier()
         return _result_from_config(out_dir, read_config(out_dir))
-    val_bpb = math.nan
+    bits = CorpusBits(0.0, 0, 0.0, 0)  # no validation set: every bpb is NaN
     if val_texts:
-        val_bpb = corpus_bpb(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
+        bits = corpus_bits(model, val_texts, cfg.seq_len, cfg.batch_size, tokenizer=tokenizer)
+    val_bpb = bits.bpb
     tokens_seen = step * tokens_per_step
     if val_texts:
-        _log_eval(out_dir, step, tokens_seen, val_bpb)
+        _log_eval(out_dir, step, tokens_seen, bits, val_pairs)
     logger.info(
         "finished %d steps in %.1fs (%.0f tok/s); val bpb %.4f",
         step,
@@ -389,7 +458,9 @@ def train(
         "complete": True,
         "step": step,
         "tokens_seen": step * tokens_per_step,
-        "val_bpb": None if math.isnan(val_bpb) else val_bpb,
+        "val_bpb": _nan_to_none(val_bpb),
+        "val_text_bpb": _nan_to_none(bits.text_bpb),
+        "val_response_bpb": _nan_to_none(bits.response_bpb),
         "final_loss": losses[-1],
         "losses": losses,
         "wall_s": wall_s,
