@@ -272,3 +272,23 @@ def test_pair_run_resumes_exactly(tmp_path):
     )
     for name in a:
         torch.testing.assert_close(b[name], a[name], msg=name)
+
+
+def test_two_gloo_processes_on_pairs_match_one_process(tmp_path):
+    """DDP on pairs whose counted targets fall unevenly on the ranks = one process."""
+    from trainer.distributed import launch
+
+    examples = [Pair("Tell me a long question, please, with many words " * 2, "Short.")]
+    examples += [Pair("Q?", "A long answer that runs on and on. " * 2)] + TEXTS[:2]
+    c = cfg(steps=3, checkpoint_every=2)
+    launch(examples, VAL_PAIRS, MODEL, c, tmp_path / "ddp", nproc=2)
+    one = train(examples, VAL_PAIRS, MODEL, c, tmp_path / "one")
+    ddp = train(examples, VAL_PAIRS, MODEL, c, tmp_path / "ddp")  # finished: read back
+    assert ddp.losses == pytest.approx(one.losses, abs=1e-5)
+    assert ddp.val_response_bpb == pytest.approx(one.val_response_bpb, abs=1e-5)
+    a, b = (
+        load_model(tmp_path / "one")[0].state_dict(),
+        load_model(tmp_path / "ddp")[0].state_dict(),
+    )
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
