@@ -152,7 +152,7 @@ def round_cmd(
     from pipelines.flows import curation_round
 
     catalog = open_catalog(home, must_exist=True)
-    if modelling.scorer_model(catalog) is None and not modelling.trusted_texts(catalog):
+    if modelling.scorer_model(catalog) is None and not modelling.trusted_examples(catalog):
         raise fail(
             f"{catalog.home} has no model and no trusted text to train one on; "
             "ingest some first: datawall ingest SOURCE --role trusted"

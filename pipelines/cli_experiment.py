@@ -1,4 +1,7 @@
-"""`datawall experiment`: curated vs random vs full pool vs heuristics, at equal tokens."""
+"""`datawall experiment`: curated vs random vs full pool vs heuristics, at equal tokens.
+
+With --prompt-field/--response-field (or --messages-field) the sources are prompt/response
+pairs and the arms are compared on response bits per byte."""
 
 from __future__ import annotations
 
@@ -40,10 +43,27 @@ def experiment_cmd(
     epoch_cap: Annotated[
         float | None, typer.Option(help="Most passes over an arm's data [default: 4]")
     ] = None,
+    prompt_field: Annotated[
+        str | None,
+        typer.Option(help="Pairs: field holding the prompt (with --response-field)"),
+    ] = None,
+    response_field: Annotated[
+        str | None, typer.Option(help="Pairs: field holding the response")
+    ] = None,
+    messages_field: Annotated[
+        str | None, typer.Option(help="Pairs: field holding chat messages [{role, content}]")
+    ] = None,
+    rewrite_field: Annotated[
+        str | None,
+        typer.Option(help="Pairs: field with the simulated expert's rewritten response"),
+    ] = None,
     home: Home = None,
 ) -> None:
     """Curate the pool, then train fresh models at the same token budget on the curated set,
-    a random sample of the same size, the whole pool and heuristics-only filtering."""
+    a random sample of the same size, the whole pool and heuristics-only filtering.
+
+    On pairs the oracle field holds candidate / model / both_bad and the measure is the
+    validation responses' bits per byte (accepted pairs vs all pairs at equal tokens)."""
     from pipelines.experiment import ExperimentError, experiment
     from pipelines.sources import SourceError
 
@@ -65,6 +85,10 @@ def experiment_cmd(
             seeds=seeds,
             tokens=tokens,
             epoch_cap=epoch_cap,
+            prompt_field=prompt_field,
+            response_field=response_field,
+            messages_field=messages_field,
+            rewrite_field=rewrite_field,
         )
     except (ExperimentError, SourceError, WorkspaceBusy) as exc:
         raise fail(str(exc), 2) from None
@@ -73,8 +97,10 @@ def experiment_cmd(
         "arm", "seeds", "n_docs", "arm_tokens", "tokens_seen", "epochs", "capped",
         "bpb_mean", "bpb_std", "bpb_min", "bpb_max",
     ]  # fmt: skip
+    pairs = result.get("kind") == "pair"
+    metric = "response bits per byte" if pairs else "bits per byte"
     print_table(
-        table.select(shown), f"experiment {result['experiment_id']}: final validation bits per byte"
+        table.select(shown), f"experiment {result['experiment_id']}: final validation {metric}"
     )
     rows = {r["arm"]: r for r in table.to_pylist()}
     first = next(iter(rows.values()), {})
@@ -88,6 +114,14 @@ def experiment_cmd(
         )
     )
     out.print(reached)
+    if pairs and "curated" in rows and "full" in rows:
+        cur, full = rows["curated"], rows["full"]
+        out.print(
+            f"response bpb trained on accepted pairs {cur['bpb_mean']:.4f} vs on all pairs "
+            f"{full['bpb_mean']:.4f} at {cur['tokens_seen']:,} vs {full['tokens_seen']:,} "
+            f"tokens ({full['bpb_mean'] - cur['bpb_mean']:+.4f} bpb for accepted)",
+            soft_wrap=True,
+        )
     if "curated" in rows and "random" in rows:
         delta = rows["random"]["bpb_mean"] - rows["curated"]["bpb_mean"]
         out.print(

@@ -24,6 +24,16 @@ The measurement the issue asks for, built into the product (results in the catal
    reaches the full arm's mean final bpb (linear interpolation between evaluations),
    and its ratio to T (``experiment_tokens_to_target`` in ``pipelines/sql/views.sql``).
 
+**Pairs.** A pool of prompt/response pairs (ingested with ``prompt_field`` /
+``response_field`` or ``messages_field``) makes a pair experiment: the arms hold the pool's
+pairs, the runs train on response tokens only, validation is the validation set's pairs and
+the metric is **response bits per byte** (bits on the validation responses given their
+prompts, per response byte: ``final_val_bpb`` and the curves hold it). The simulated expert
+answers the hard pairs from a gold preference field (``candidate`` | ``model`` |
+``both_bad``, and ``rewrite_field`` for the rewrite). The token budget counts trained tokens,
+prompt tokens included (they fill the windows at the same cost), so "equal tokens" means
+equal compute. The run rows carry ``kind`` (``text`` | ``pair``).
+
 Resumable: the experiment id is a digest of the sources and the settings; a finished arm x
 seed (its ``experiment_runs`` file) is skipped, a killed one resumes from the trainer's last
 checkpoint in ``HOME/experiments/ID/ARM-sSEED``.
@@ -46,11 +56,20 @@ from prefect import flow, get_run_logger, task
 
 from pipelines import studio
 from pipelines.catalog import SCHEMAS, Catalog, now
-from pipelines.experiment_arms import ARMS, Arm, ExperimentError, arm_data, frozen_arm_ids
+from pipelines.experiment_arms import (
+    ARMS,
+    Arm,
+    ExperimentError,
+    arm_data,
+    experiment_kind,
+    frozen_arm_ids,
+    validation_examples,
+)
 from pipelines.flows import curation_round, ingest_task, workspace
 from pipelines.progress import note, step_bar
 from pipelines.settings import Settings, load_settings, resolve_home
 from trainer.config import ModelConfig, TrainConfig
+from trainer.data import Example
 from trainer.train import EVALS, train
 
 logger = logging.getLogger("pipelines")
@@ -63,6 +82,20 @@ class Sources:
     trusted: str
     text_field: str = "text"
     id_field: str | None = None
+    # pairs (``datawall ingest``'s options): None for a text pool
+    prompt_field: str | None = None
+    response_field: str | None = None
+    messages_field: str | None = None
+    rewrite_field: str | None = None  # pairs: the simulated expert's rewrite
+
+    def pair_fields(self) -> dict[str, str]:
+        """The ingest options that make pairs, those given only."""
+        fields = {
+            "prompt_field": self.prompt_field,
+            "response_field": self.response_field,
+            "messages_field": self.messages_field,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -114,6 +147,11 @@ def experiment_id(
             for role in ("pool", "validation", "trusted")
         },
         "fields": [sources.text_field, sources.id_field, oracle_field],
+        **(
+            {"pairs": [sources.pair_fields(), sources.rewrite_field]}
+            if sources.pair_fields()
+            else {}
+        ),
         "budget": budget,
         "settings": cfg,
     }
@@ -122,34 +160,56 @@ def experiment_id(
 
 
 # -- step 1-2: ingest and curate --------------------------------------------------------------
+# the simulated expert's answers in the oracle field, per kind of experiment
+ORACLE_VALUES = {"text": ("accept", "reject"), "pair": ("candidate", "model", "both_bad")}
+
+
 def check_sources(catalog: Catalog, oracle_field: str | None, text_field: str) -> None:
-    """After ingest: a pool and a validation set exist, and the oracle field is in the pool."""
+    """After ingest: a pool and a validation set of the pool's kind exist, and the oracle
+    field is in the pool."""
     n_pool = catalog.scalar("SELECT count(*) FROM candidates WHERE role = 'pool'")
     if not n_pool:
         raise ExperimentError(
             f"{catalog.home}: the pool holds no candidates; is --text-field {text_field!r} "
             'right? See the quarantine: datawall sql "SELECT * FROM quarantine"'
         )
-    if not catalog.scalar("SELECT count(*) FROM candidates WHERE role = 'validation'"):
-        raise ExperimentError(f"{catalog.home}: the validation set holds no text")
+    kind = experiment_kind(catalog)
+    n_val = catalog.scalar(
+        "SELECT count(*) FROM candidates WHERE role = 'validation' AND coalesce(kind, 'text') = ?",
+        [kind],
+    )
+    if not n_val:
+        what = (
+            "pairs (ingest it with the same prompt/response fields)" if kind == "pair" else "text"
+        )
+        raise ExperimentError(f"{catalog.home}: the validation set holds no {what}")
     if oracle_field is not None:
+        values = ORACLE_VALUES[kind]
         n = catalog.scalar(
             "SELECT count(*) FROM candidates WHERE role = 'pool' "
-            "AND json_extract_string(meta, ?) IN ('accept', 'reject')",
-            [f"$.{oracle_field}"],
+            "AND list_contains(?, json_extract_string(meta, ?))",
+            [list(values), f"$.{oracle_field}"],
         )
         if not n:
             raise ExperimentError(
                 f"oracle field {oracle_field!r}: no pool row has it with a value "
-                "'accept' or 'reject'"
+                + " or ".join(repr(v) for v in values)
             )
 
 
-def answer_hard_cases(catalog: Catalog, settings: Settings, oracle_field: str) -> int:
-    """The simulated expert answers every queued hard case from ``oracle_field``."""
+def answer_hard_cases(
+    catalog: Catalog, settings: Settings, oracle_field: str, rewrite_field: str | None = None
+) -> int:
+    """The simulated expert answers every queued hard case from ``oracle_field`` (pairs: the
+    pairwise simulator, with ``rewrite_field`` for rewritten responses)."""
     with catalog.writer("datawall experiment: simulated experts"):
         server = studio.studio_from_env(catalog, settings)
-        report = studio.simulate(catalog, settings, server, oracle_field)
+        if experiment_kind(catalog) == "pair":
+            from pipelines import annotate_pairs  # the pairwise view (Label Studio)
+
+            report = annotate_pairs.simulate(catalog, server, oracle_field, rewrite_field)
+        else:
+            report = studio.simulate(catalog, settings, server, oracle_field)
     return int(report["answered"])
 
 
@@ -213,10 +273,13 @@ def train_arm(
     exp_id: str,
     arm: Arm,
     plan: RunPlan,
-    validation: list[str],
+    validation: list[Example],
     progress: Callable[[int, int, dict], None] | None = None,
+    kind: str = "text",
 ) -> dict[str, Any]:
-    """Train a fresh model on ``arm``; write its curve, then its run row (the done marker)."""
+    """Train a fresh model on ``arm``; write its curve, then its run row (the done marker).
+
+    ``kind`` pair: the bpb is the validation responses' (``val_response_bpb``)."""
     model_cfg, base = run_configs(settings)
     warmup = min(plan.steps, max(1, round(plan.steps * settings.experiment.warmup_frac)))
     train_cfg = dataclasses.replace(
@@ -226,6 +289,8 @@ def train_arm(
     result = train(arm.texts, validation, model_cfg, train_cfg, out_dir, progress=progress)
     key = run_key(exp_id, arm.name, arm.seed)
     evals = [json.loads(line) for line in (out_dir / EVALS).read_text().splitlines()]
+    metric = "val_response_bpb" if kind == "pair" else "val_bpb"
+    final_bpb = result.val_response_bpb if kind == "pair" else result.val_bpb
     curve = pa.table(
         {
             "experiment_id": [exp_id] * len(evals),
@@ -233,7 +298,7 @@ def train_arm(
             "seed": [arm.seed] * len(evals),
             "step": [e["step"] for e in evals],
             "tokens_seen": [e["tokens_seen"] for e in evals],
-            "val_bpb": [e["val_bpb"] for e in evals],
+            "val_bpb": [e[metric] for e in evals],
         }
     )
     catalog.write("experiment_curves", curve, key)
@@ -248,7 +313,7 @@ def train_arm(
         "tokens_seen": result.tokens_seen,
         "epochs": result.tokens_seen / arm_tokens,
         "capped": plan.capped,
-        "final_val_bpb": result.val_bpb,
+        "final_val_bpb": final_bpb,
         "model_path": str(out_dir),
         "settings": json.dumps(
             {"model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, default=list
@@ -256,9 +321,11 @@ def train_arm(
         "created_at": now(),
         "wall_s": result.wall_s,
         "n_params": int(json.loads((out_dir / "config.json").read_text()).get("num_params", 0)),
+        "kind": kind,
     }
     schema = SCHEMAS["experiment_runs"].append(pa.field("wall_s", pa.float64()))
     schema = schema.append(pa.field("n_params", pa.int64()))
+    schema = schema.append(pa.field("kind", pa.string()))
     catalog.write("experiment_runs", pa.Table.from_pylist([row], schema), key)
     return row
 
@@ -269,16 +336,17 @@ def train_arms(
     """Step 3-4 under the writer lock: freeze the arms, train every arm x seed not done yet."""
     exp = settings.experiment
     run_dir = catalog.home / "experiments" / exp_id
-    validation = catalog.named("role_texts", ["validation"]).column("text").to_pylist()
+    kind = experiment_kind(catalog)
+    validation = validation_examples(catalog, kind)
     done: list[dict[str, Any]] = []
     with catalog.writer(f"datawall experiment {exp_id}"):
-        arm_ids = frozen_arm_ids(catalog, run_dir, seeds)
+        arm_ids = frozen_arm_ids(catalog, run_dir, seeds, kind)
         arms = [arm_data(catalog, arm_ids, name, seed) for seed in seeds for name in ARMS]
         budget = exp.tokens or default_budget(arms, exp.epoch_cap)
         _, train_cfg = run_configs(settings)
         tokens_per_step = train_cfg.batch_size * train_cfg.seq_len
         note(
-            f"experiment {exp_id}: budget {budget:,} tokens per run; arm tokens "
+            f"{kind} experiment {exp_id}: budget {budget:,} tokens per run; arm tokens "
             + ", ".join(f"{a.name} {a.tokens:,}" for a in arms if a.seed == seeds[0])
         )
         for arm in arms:
@@ -288,7 +356,9 @@ def train_arms(
                 continue
             plan = plan_run(budget, arm.tokens, exp.epoch_cap, tokens_per_step, exp.eval_points)
             with step_bar(f"train {arm.name} seed {arm.seed}", plan.steps) as progress:
-                done.append(train_arm(catalog, settings, exp_id, arm, plan, validation, progress))
+                done.append(
+                    train_arm(catalog, settings, exp_id, arm, plan, validation, progress, kind)
+                )
         catalog.write_duckdb_file()
     return done
 
@@ -300,9 +370,9 @@ def summary(catalog: Catalog, exp_id: str) -> pa.Table:
 
 # -- the flow -----------------------------------------------------------------------------------
 @task(name="simulated-experts")
-def answer_task(home: str, oracle_field: str) -> int:
+def answer_task(home: str, oracle_field: str, rewrite_field: str | None = None) -> int:
     catalog, settings = workspace(home)
-    return answer_hard_cases(catalog, settings, oracle_field)
+    return answer_hard_cases(catalog, settings, oracle_field, rewrite_field)
 
 
 @task(name="train-arms")
@@ -325,29 +395,53 @@ def experiment(
     seeds: int | None = None,
     tokens: int | None = None,
     epoch_cap: float | None = None,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    messages_field: str | None = None,
+    rewrite_field: str | None = None,
 ) -> dict[str, Any]:
     """ingest → ``rounds`` curation rounds (+ simulated experts) → four arms x seeds → summary.
 
-    Options left at None take the workspace's ``experiment:`` settings.
+    Options left at None take the workspace's ``experiment:`` settings. With
+    ``prompt_field``/``response_field`` (or ``messages_field``) every source is read as pairs
+    and the experiment compares response bpb (see the module docstring).
     """
     home = str(resolve_home(home))
     catalog = Catalog(home).init()
     settings = with_options(
         load_settings(Path(home)), rounds=rounds, seeds=seeds, tokens=tokens, epoch_cap=epoch_cap
     )
-    sources = Sources(pool, validation, trusted, text_field, id_field)
+    sources = Sources(
+        pool,
+        validation,
+        trusted,
+        text_field,
+        id_field,
+        prompt_field,
+        response_field,
+        messages_field,
+        rewrite_field,
+    )
     exp_id = experiment_id(sources, settings, oracle_field, budget)
     log = get_run_logger()
     with catalog.writer(f"datawall experiment {exp_id}: ingest"):
         for role in ("trusted", "validation", "pool"):
-            ingest_task(home, getattr(sources, role), role, text_field, id_field)
+            ingest_task(
+                home, getattr(sources, role), role, text_field, id_field, **sources.pair_fields()
+            )
     check_sources(catalog, oracle_field, text_field)
     while catalog.current_round() <= settings.experiment.rounds:
         curation_round(home=home, budget=budget)
         if oracle_field is not None:
-            log.info("simulated experts answered %d hard case(s)", answer_task(home, oracle_field))
+            answered = answer_task(home, oracle_field, rewrite_field)
+            log.info("simulated experts answered %d hard case(s)", answered)
     if oracle_field is not None:  # a run killed between a round and its answers
-        answer_task(home, oracle_field)
+        answer_task(home, oracle_field, rewrite_field)
     trained = train_arms_task(home, settings, exp_id)
     log.info("experiment %s: %d run(s) trained now", exp_id, trained)
-    return {"experiment_id": exp_id, "trained": trained, "summary": summary(catalog, exp_id)}
+    return {
+        "experiment_id": exp_id,
+        "trained": trained,
+        "summary": summary(catalog, exp_id),
+        "kind": experiment_kind(catalog),
+    }

@@ -12,6 +12,13 @@ set is in none, so the arms differ only in how the pool was filtered:
 - ``heuristic``: pool candidates no heuristic rule and no exact/near dedup rejected (no
   model-based decision).
 
+A pool of prompt/response pairs (candidates of kind ``pair``) makes a **pair experiment**: the
+same four arms drawn from the pool's pairs (``curated`` = the accepted pairs, ``full`` = all
+of them), trained as ``Pair(prompt, response)`` on the response tokens only. A text
+experiment draws from the pool's plain texts only, as it always did. Tokens count as
+trained: BOS + prefix + response + EOS for a pair (the masked prompt tokens too, since they
+fill the windows and cost the same compute), BOS + text + EOS for a text.
+
 The selection is frozen in ``HOME/experiments/ID/arms.json`` the first time, so a resumed
 experiment trains on the same data.
 """
@@ -28,6 +35,7 @@ import numpy as np
 
 from pipelines.catalog import Catalog
 from scoring.heuristics import RULE_REASONS
+from trainer.data import Example, Pair, render_prefix
 
 ARMS = ("curated", "random", "full", "heuristic")
 DEDUP_REASONS = ("exact_duplicate", "near_duplicate")
@@ -45,46 +53,81 @@ class Arm:
     name: str
     seed: int
     candidate_ids: list[str]
-    texts: list[str]
+    texts: list[Example]  # plain texts, or Pairs in a pair experiment
 
     @property
     def tokens(self) -> int:
         return count_tokens(self.texts)
 
 
-def count_tokens(texts: list[str]) -> int:
-    """Byte tokens of ``texts`` as packed for training: BOS + UTF-8 bytes + EOS each."""
-    return sum(len(t.encode("utf-8")) + 2 for t in texts)
+def count_tokens(texts: list[Example]) -> int:
+    """Byte tokens of ``texts`` as packed for training: BOS + UTF-8 bytes + EOS each; a pair's
+    bytes are its prefix's (``render_prefix``, the masked prompt) and its response's."""
+    return sum(_tokens(t) for t in texts)
+
+
+def _tokens(example: Example) -> int:
+    if isinstance(example, Pair):
+        return len(render_prefix(example.prompt).encode("utf-8")) + _tokens(example.response)
+    return len(example.encode("utf-8")) + 2
+
+
+def _example(row: dict[str, Any]) -> Example:
+    return Pair(row["prompt"], row["text"]) if row["kind"] == "pair" else row["text"]
+
+
+def experiment_kind(catalog: Catalog) -> str:
+    """``pair`` when the pool holds prompt/response pairs, else ``text``."""
+    n = catalog.scalar(
+        "SELECT count(*) FROM candidates WHERE role = 'pool' AND coalesce(kind, 'text') = 'pair'"
+    )
+    return "pair" if n else "text"
 
 
 def _ids(catalog: Catalog, sql: str, params: list[Any] | None = None) -> list[str]:
     return catalog.query(sql, params).column("candidate_id").to_pylist()
 
 
-def select_arm_ids(catalog: Catalog, seeds: list[int]) -> dict[str, list[str]]:
-    """Candidate ids per arm (``random-sSEED`` per seed), each sorted by content."""
+def validation_examples(catalog: Catalog, kind: str) -> list[Example]:
+    """The validation set of an experiment of ``kind``: its texts, or its pairs."""
+    rows = catalog.named("role_texts", ["validation"]).to_pylist()
+    return [_example(r) for r in rows if r["kind"] == kind]
+
+
+def select_arm_ids(catalog: Catalog, seeds: list[int], kind: str = "text") -> dict[str, list[str]]:
+    """Candidate ids per arm (``random-sSEED`` per seed), each sorted by content; pool
+    candidates of ``kind`` (text or pair) only."""
     order = " ORDER BY c.content_hash, c.candidate_id"
+    of_kind = " AND coalesce(c.kind, 'text') = ?"
     curated = _ids(
         catalog,
-        "SELECT a.candidate_id FROM accepted_texts a JOIN candidates c USING (candidate_id)"
-        + order,
+        "SELECT a.candidate_id FROM accepted_texts a JOIN candidates c USING (candidate_id) "
+        "WHERE a.kind = ?" + order,
+        [kind],
     )
-    full = _ids(catalog, "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + order)
+    full = _ids(
+        catalog,
+        "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + of_kind + order,
+        [kind],
+    )
     heuristic = _ids(
         catalog,
-        "SELECT candidate_id FROM candidates c WHERE c.role = 'pool' AND candidate_id NOT IN ("
-        "SELECT candidate_id FROM decisions WHERE decision = 'reject' "
+        "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + of_kind + " AND "
+        "candidate_id NOT IN (SELECT candidate_id FROM decisions WHERE decision = 'reject' "
         "AND list_contains(?, reason))" + order,
-        [[*RULE_REASONS, *DEDUP_REASONS]],
+        [kind, [*RULE_REASONS, *DEDUP_REASONS]],
     )
     out = {"curated": curated, "full": full, "heuristic": heuristic}
-    lengths = dict(
-        (r["candidate_id"], r["n"])
-        for r in catalog.query(
-            "SELECT candidate_id, strlen(text) + 2 AS n FROM candidates WHERE role = 'pool'"
-        ).to_pylist()
-    )
-    target = catalog.scalar("SELECT coalesce(sum(strlen(text) + 2), 0) FROM accepted_texts")
+    pool = catalog.query(
+        "SELECT candidate_id, text, coalesce(kind, 'text') AS kind, prompt FROM candidates "
+        "WHERE role = 'pool' AND coalesce(kind, 'text') = ?",
+        [kind],
+    ).to_pylist()
+    lengths = {r["candidate_id"]: _tokens(_example(r)) for r in pool}
+    accepted = catalog.query(
+        "SELECT text, kind, prompt FROM accepted_texts WHERE kind = ?", [kind]
+    ).to_pylist()
+    target = count_tokens([_example(r) for r in accepted])
     for seed in seeds:
         out[f"random-s{seed}"] = random_sample(full, lengths, target, seed)
     return out
@@ -101,14 +144,16 @@ def random_sample(ids: list[str], tokens: dict[str, int], target: int, seed: int
     return [i for i in ids if i in chosen]  # in the order of ``ids``
 
 
-def frozen_arm_ids(catalog: Catalog, run_dir: Path, seeds: list[int]) -> dict[str, list[str]]:
+def frozen_arm_ids(
+    catalog: Catalog, run_dir: Path, seeds: list[int], kind: str = "text"
+) -> dict[str, list[str]]:
     """The arms' ids from ``run_dir/arms.json``, selecting (and saving) what is missing."""
     path = run_dir / MANIFEST
     saved = json.loads(path.read_text()) if path.exists() else {}
     wanted = [a for a in ARMS if a != "random"] + [f"random-s{s}" for s in seeds]
     if all(k in saved for k in wanted):
         return saved
-    fresh = select_arm_ids(catalog, seeds)
+    fresh = select_arm_ids(catalog, seeds, kind)
     merged = {**fresh, **saved}  # never reselect an arm that was already trained on
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
@@ -118,7 +163,8 @@ def frozen_arm_ids(catalog: Catalog, run_dir: Path, seeds: list[int]) -> dict[st
 
 
 def arm_data(catalog: Catalog, arm_ids: dict[str, list[str]], name: str, seed: int) -> Arm:
-    """Texts of one arm: the experts' corrected text for curated, else the ingested text."""
+    """Texts (or pairs) of one arm: the experts' corrected text for curated, else the
+    ingested text."""
     key = f"random-s{seed}" if name == "random" else name
     ids = arm_ids[key]
     if not ids:
@@ -128,9 +174,11 @@ def arm_data(catalog: Catalog, arm_ids: dict[str, list[str]], name: str, seed: i
         )
     view = "accepted_texts" if name == "curated" else "candidates"
     rows = catalog.query(
-        f"SELECT candidate_id, text FROM {view} WHERE list_contains(?, candidate_id)", [ids]
+        f"SELECT candidate_id, text, coalesce(kind, 'text') AS kind, prompt FROM {view} "
+        "WHERE list_contains(?, candidate_id)",
+        [ids],
     ).to_pylist()
-    text = {r["candidate_id"]: r["text"] for r in rows}
+    text = {r["candidate_id"]: _example(r) for r in rows}
     missing = [i for i in ids if i not in text]
     if missing:
         raise ExperimentError(

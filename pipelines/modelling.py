@@ -10,6 +10,10 @@
 - The **current model** scores a round. Before any round has trained one, the reference
   model is the current model. Each round trains a new current model, continued from the
   previous one, on trusted + accepted text (expert-corrected where an expert fixed it).
+- **Pairs** (candidates of kind ``pair``) train as ``trainer.data.Pair(prompt, response)``:
+  on the response tokens only. Trusted, accepted and validation pairs are read the same
+  way as texts; with pairs in the validation set the ``models`` row also holds
+  ``val_response_bpb`` (bits per byte of the validation responses given their prompts).
 
 Checkpoints live in ``HOME/models/MODEL_ID``; ``trainer.train`` makes training resumable
 and idempotent in that folder, so a killed round resumes training where it stopped.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ from trainer.checkpoint import (
     read_config,
     verified_file,
 )
+from trainer.data import Example, Pair
 from trainer.distributed import launch
 from trainer.train import TrainResult, train
 
@@ -62,12 +68,36 @@ def _digest(*parts: object) -> str:
     return h.hexdigest()[:12]
 
 
+def _examples(rows: list[dict]) -> list[Example]:
+    """Rows with text, kind, prompt → plain texts and ``Pair(prompt, response)``s."""
+    return [Pair(r["prompt"], r["text"]) if r["kind"] == "pair" else r["text"] for r in rows]
+
+
+def role_examples(catalog: Catalog, role: str) -> list[Example]:
+    """The texts and pairs of ``role`` (duplicates left out, in content order)."""
+    return _examples(catalog.named("role_texts", [role]).to_pylist())
+
+
 def trusted_texts(catalog: Catalog) -> list[str]:
-    return catalog.named("role_texts", ["trusted"]).column("text").to_pylist()
+    """The plain texts of the trusted set (no pairs): e.g. the quality classifier's positives."""
+    return [e for e in role_examples(catalog, "trusted") if not isinstance(e, Pair)]
 
 
-def validation_texts(catalog: Catalog) -> list[str]:
-    return catalog.named("role_texts", ["validation"]).column("text").to_pylist()
+def trusted_examples(catalog: Catalog) -> list[Example]:
+    return role_examples(catalog, "trusted")
+
+
+def validation_texts(catalog: Catalog) -> list[Example]:
+    """The validation set as the trainer measures it: texts and pairs."""
+    return role_examples(catalog, "validation")
+
+
+def _data_key(examples: list[Example]) -> list:
+    """An order-free description of training data for a model id: the sorted texts (as it
+    always was for text), plus the sorted (prompt, response) pairs when there are any."""
+    texts = sorted(e for e in examples if not isinstance(e, Pair))
+    pairs = sorted([e.prompt, e.response] for e in examples if isinstance(e, Pair))
+    return [texts, pairs] if pairs else texts
 
 
 def checkpoint_problem(path: Path) -> str | None:
@@ -132,13 +162,15 @@ def ensure_reference(catalog: Catalog, settings: Settings, *, nproc: int = 1) ->
     existing = latest_model(catalog, "reference")
     if existing is not None:
         return existing
-    texts = trusted_texts(catalog)
+    texts = trusted_examples(catalog)
     if not texts:
         raise RuntimeError(
             f"{catalog.home}: no trusted text to train the reference model on; "
             "ingest some with `datawall ingest SOURCE --role trusted`"
         )
-    model_id = "ref-" + _digest(sorted(texts), settings.model.to_dict(), settings.train.to_dict())
+    model_id = "ref-" + _digest(
+        _data_key(texts), settings.model.to_dict(), settings.train.to_dict()
+    )
     return _train_and_register(
         catalog,
         settings,
@@ -155,11 +187,13 @@ def ensure_reference(catalog: Catalog, settings: Settings, *, nproc: int = 1) ->
 def train_round_model(
     catalog: Catalog, settings: Settings, round_: int, parent: ModelRef, *, nproc: int = 1
 ) -> ModelRef:
-    """Continue ``parent`` on trusted + accepted text and register the result for ``round_``."""
-    accepted = catalog.query("SELECT text FROM accepted_texts ORDER BY md5(text), candidate_id")
-    texts = trusted_texts(catalog) + accepted.column("text").to_pylist()
+    """Continue ``parent`` on trusted + accepted text and pairs; register it for ``round_``."""
+    accepted = catalog.query(
+        "SELECT text, kind, prompt FROM accepted_texts ORDER BY md5(text), candidate_id"
+    )
+    texts = trusted_examples(catalog) + _examples(accepted.to_pylist())
     model_id = f"r{round_:03d}-" + _digest(
-        parent.model_id, sorted(texts), settings.model.to_dict(), settings.train.to_dict()
+        parent.model_id, _data_key(texts), settings.model.to_dict(), settings.train.to_dict()
     )
     existing = catalog.query("SELECT model_id, path FROM models WHERE model_id = ?", [model_id])
     if existing.num_rows:  # registered before (a rerun): reused unless its files broke since
@@ -184,7 +218,7 @@ def _train_and_register(
     settings: Settings,
     model_id: str,
     role: str,
-    texts: list[str],
+    texts: list[Example],
     *,
     init_from: Path | None,
     parent: str | None,
@@ -199,10 +233,11 @@ def _train_and_register(
         logger.warning("%s; moving it to %s and training %s again", problem, aside, model_id)
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(out_dir, aside)
+    validation = validation_texts(catalog)
     if nproc > 1:
         launch(
             texts,
-            validation_texts(catalog),
+            validation,
             settings.model,
             settings.train,
             out_dir,
@@ -212,7 +247,7 @@ def _train_and_register(
     with step_bar(f"train {model_id}", settings.train.steps) as progress:
         result: TrainResult = train(
             texts,
-            validation_texts(catalog),
+            validation,
             settings.model,
             settings.train,
             out_dir,
@@ -236,8 +271,13 @@ def _train_and_register(
             {"model": settings.model.to_dict(), "train": settings.train.to_dict()}
         ),
         "created_at": now(),
+        # an extra column (NULL in older files, and where the validation set has no pairs)
+        "val_response_bpb": None
+        if math.isnan(result.val_response_bpb)
+        else result.val_response_bpb,
     }
-    catalog.write("models", pa.Table.from_pylist([row], SCHEMAS["models"]), f"model-{model_id}")
+    schema = SCHEMAS["models"].append(pa.field("val_response_bpb", pa.float64()))
+    catalog.write("models", pa.Table.from_pylist([row], schema), f"model-{model_id}")
     return ModelRef(model_id, out_dir, role)
 
 

@@ -37,11 +37,13 @@ SELECT * EXCLUDE (_rank) FROM (
 WHERE _rank = 1;
 
 -- The text each accepted candidate contributes to training: an expert's correction when
--- one exists (the most recent), else the ingested text.
+-- one exists (the most recent), else the ingested text. A pair (kind 'pair') trains on
+-- `prompt` -> `text` (its response); an expert's rewrite of a pair is a candidate of its own.
 CREATE OR REPLACE VIEW accepted_texts AS
 SELECT l.candidate_id, l.round, l.decided_by,
        coalesce(fix.corrected_text, c.text) AS text,
-       fix.corrected_text IS NOT NULL AS corrected
+       fix.corrected_text IS NOT NULL AS corrected,
+       coalesce(c.kind, 'text') AS kind, c.prompt
 FROM latest_decisions l
 JOIN candidates c USING (candidate_id)
 LEFT JOIN (
