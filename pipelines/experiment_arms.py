@@ -13,8 +13,9 @@ set is in none, so the arms differ only in how the pool was filtered:
   model-based decision).
 
 A pool of prompt/response pairs (candidates of kind ``pair``) makes a **pair experiment**: the
-same four arms drawn from the pool's pairs (``curated`` = the accepted pairs, ``full`` = all
-of them), trained as ``Pair(prompt, response)`` on the response tokens only. A text
+same four arms drawn from the pool's pairs (``curated`` = the accepted pairs, experts'
+rewritten responses included, as corrected text is for text; ``full`` = all ingested pairs,
+rewrites not included), trained as ``Pair(prompt, response)`` on the response tokens only. A text
 experiment draws from the pool's plain texts only, as it always did. Tokens count as
 trained: BOS + prefix + response + EOS for a pair (the masked prompt tokens too, since they
 fill the windows and cost the same compute), BOS + text + EOS for a text.
@@ -40,6 +41,7 @@ from trainer.data import Example, Pair, render_prefix
 ARMS = ("curated", "random", "full", "heuristic")
 DEDUP_REASONS = ("exact_duplicate", "near_duplicate")
 MANIFEST = "arms.json"
+REWRITE_SOURCE = "expert-rewrite"  # candidates.source of an expert's rewritten response
 
 
 class ExperimentError(ValueError):
@@ -98,7 +100,9 @@ def select_arm_ids(catalog: Catalog, seeds: list[int], kind: str = "text") -> di
     """Candidate ids per arm (``random-sSEED`` per seed), each sorted by content; pool
     candidates of ``kind`` (text or pair) only."""
     order = " ORDER BY c.content_hash, c.candidate_id"
-    of_kind = " AND coalesce(c.kind, 'text') = ?"
+    # an expert's rewritten response is a pool candidate of its own: curated only
+    of_kind = " AND coalesce(c.kind, 'text') = ? AND c.source IS DISTINCT FROM ?"
+    kind_params = [kind, REWRITE_SOURCE]
     curated = _ids(
         catalog,
         "SELECT a.candidate_id FROM accepted_texts a JOIN candidates c USING (candidate_id) "
@@ -108,20 +112,20 @@ def select_arm_ids(catalog: Catalog, seeds: list[int], kind: str = "text") -> di
     full = _ids(
         catalog,
         "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + of_kind + order,
-        [kind],
+        kind_params,
     )
     heuristic = _ids(
         catalog,
         "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + of_kind + " AND "
         "candidate_id NOT IN (SELECT candidate_id FROM decisions WHERE decision = 'reject' "
         "AND list_contains(?, reason))" + order,
-        [kind, [*RULE_REASONS, *DEDUP_REASONS]],
+        [*kind_params, [*RULE_REASONS, *DEDUP_REASONS]],
     )
     out = {"curated": curated, "full": full, "heuristic": heuristic}
     pool = catalog.query(
-        "SELECT candidate_id, text, coalesce(kind, 'text') AS kind, prompt FROM candidates "
-        "WHERE role = 'pool' AND coalesce(kind, 'text') = ?",
-        [kind],
+        "SELECT candidate_id, text, coalesce(kind, 'text') AS kind, prompt FROM candidates c "
+        "WHERE role = 'pool'" + of_kind,
+        kind_params,
     ).to_pylist()
     lengths = {r["candidate_id"]: _tokens(_example(r)) for r in pool}
     accepted = catalog.query(

@@ -19,6 +19,7 @@ from pipelines.catalog import SCHEMAS, Catalog
 from pipelines.experiment import train_arms
 from pipelines.experiment_arms import (
     ARMS,
+    REWRITE_SOURCE,
     arm_data,
     count_tokens,
     experiment_kind,
@@ -56,7 +57,9 @@ def bad(i: int) -> Pair:
     return Pair(f"What does helper_{i} do?", "dunno lol " * (1 + i % 3))
 
 
-def write_candidates(catalog: Catalog, role: str, examples: list, key: str) -> list[str]:
+def write_candidates(
+    catalog: Catalog, role: str, examples: list, key: str, source: str | None = None
+) -> list[str]:
     rows = []
     for i, e in enumerate(examples):
         is_pair = isinstance(e, Pair)
@@ -67,7 +70,7 @@ def write_candidates(catalog: Catalog, role: str, examples: list, key: str) -> l
             {
                 "candidate_id": f"{role}-{key}-{i:03d}",
                 "content_hash": digest,
-                "source": f"{key}.jsonl",
+                "source": source or f"{key}.jsonl",
                 "source_id": str(i),
                 "row": i,
                 "role": role,
@@ -108,6 +111,7 @@ def write_decisions(catalog: Catalog, decided: dict[str, str], key: str) -> None
 
 
 VAL_PAIRS = [good(100 + i) for i in range(4)]
+REWRITE = Pair(bad(0).prompt, "It does the thing helper_0 was written for.")
 TEXTS = [f"Plain text number {i} about the standard library." for i in range(6)]
 
 
@@ -123,6 +127,9 @@ def pair_home(tmp_path):
     bad_ids = write_candidates(catalog, "pool", [bad(i) for i in range(10)], "pool-bad")
     text_ids = write_candidates(catalog, "pool", TEXTS[3:], "pool-text")
     decided = dict.fromkeys(good_ids, "accept") | dict.fromkeys(bad_ids, "reject")
+    # an expert's rewrite of a bad answer: a new accepted pool pair, in curated only
+    (rewrite_id,) = write_candidates(catalog, "pool", [REWRITE], "rewrites", REWRITE_SOURCE)
+    decided[rewrite_id] = "accept"
     write_decisions(catalog, decided | dict.fromkeys(text_ids, "accept"), "round-1")
     return catalog
 
@@ -137,13 +144,15 @@ def test_arms_of_a_pair_pool_hold_its_pairs_only(pair_home):
     catalog = pair_home
     assert experiment_kind(catalog) == "pair"
     ids = select_arm_ids(catalog, [0], "pair")
-    assert len(ids["curated"]) == 10 and all("pool-good" in i for i in ids["curated"])
+    assert len(ids["curated"]) == 11 and sum("pool-good" in i for i in ids["curated"]) == 10
+    assert any("rewrites" in i for i in ids["curated"])  # the expert's rewrite: curated only
     assert len(ids["full"]) == 20 and len(ids["heuristic"]) == 20  # no rule rejects here
+    assert not any("rewrites" in i for k in ("full", "heuristic", "random-s0") for i in ids[k])
     # random: pool pairs with at least the accepted pairs' tokens, counted with prefixes
     random = arm_data(catalog, ids, "random", 0)
     curated = arm_data(catalog, ids, "curated", 0)
     assert all(isinstance(p, Pair) for p in random.texts + curated.texts)
-    assert curated.tokens == count_tokens([good(i) for i in range(10)])
+    assert curated.tokens == count_tokens([good(i) for i in range(10)] + [REWRITE])
     assert curated.tokens <= random.tokens < curated.tokens + max(count_tokens([p]) for p in
                                                                     random.texts)  # fmt: skip
     text_ids = select_arm_ids(catalog, [0], "text")  # the texts beside them: a text experiment
@@ -161,12 +170,13 @@ def test_accepted_vs_all_pairs_train_at_equal_tokens_on_response_bpb(pair_home):
     # no arm is capped at the default budget: accepted and all pairs see the same tokens
     assert len({r["tokens_seen"] for r in rows.values()}) == 1
     assert not any(r["capped"] for r in rows.values())
-    assert rows["curated"]["n_docs"] == 10 and rows["full"]["n_docs"] == 20
+    assert rows["curated"]["n_docs"] == 11 and rows["full"]["n_docs"] == 20
     ids = json.loads((catalog.home / "experiments" / "exp-pairs" / "arms.json").read_text())
     for arm in ("curated", "full"):
         path = rows[arm]["model_path"]
         config = read_config(path)
-        want = [good(i) for i in range(10)] + ([bad(i) for i in range(10)] if arm == "full" else [])
+        want = [good(i) for i in range(10)]
+        want += [bad(i) for i in range(10)] if arm == "full" else [REWRITE]
         examples = arm_data(catalog, ids, arm, 0).texts
         assert sorted(examples) == sorted(want)
         # trained on the arm's pairs as pairs (the prompts are in the run's fingerprint)
@@ -199,7 +209,7 @@ def test_reference_and_round_models_train_on_pairs_and_register_response_bpb(pai
     accepted = catalog.query(
         "SELECT text, kind, prompt FROM accepted_texts ORDER BY md5(text), candidate_id"
     ).to_pylist()
-    assert sum(r["kind"] == "pair" for r in accepted) == 10
+    assert sum(r["kind"] == "pair" for r in accepted) == 11  # the rewrite included
     expected = trusted + [Pair(r["prompt"], r["text"]) if r["kind"] == "pair" else r["text"]
                           for r in accepted]  # fmt: skip
     assert read_config(current.path)["data_fingerprint"] == data_fingerprint(expected)
