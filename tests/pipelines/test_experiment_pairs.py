@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
 from pipelines import modelling
 from pipelines.catalog import SCHEMAS, Catalog
@@ -115,11 +116,10 @@ REWRITE = Pair(bad(0).prompt, "It does the thing helper_0 was written for.")
 TEXTS = [f"Plain text number {i} about the standard library." for i in range(6)]
 
 
-@pytest.fixture
-def pair_home(tmp_path):
+def make_pair_home(home):
     """A workspace with trusted/validation/pool pairs (and a few texts beside them), half
-    of the pool's pairs accepted, half rejected."""
-    catalog = Catalog(tmp_path / "home").init()
+    of the pool's pairs accepted, half rejected, one expert rewrite."""
+    catalog = Catalog(home).init()
     save_settings(catalog.home, Settings().with_overrides(SETTINGS))
     write_candidates(catalog, "trusted", [good(200 + i) for i in range(6)] + TEXTS[:2], "trusted")
     write_candidates(catalog, "validation", VAL_PAIRS + TEXTS[2:3], "validation")
@@ -132,6 +132,19 @@ def pair_home(tmp_path):
     decided[rewrite_id] = "accept"
     write_decisions(catalog, decided | dict.fromkeys(text_ids, "accept"), "round-1")
     return catalog
+
+
+@pytest.fixture
+def pair_home(tmp_path):
+    return make_pair_home(tmp_path / "home")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The pair workspace with the four arms of experiment ``exp-pairs`` trained."""
+    catalog = make_pair_home(tmp_path_factory.mktemp("pairs") / "home")
+    settings = Settings().with_overrides(SETTINGS)
+    return catalog, train_arms(catalog, settings, "exp-pairs", [0])
 
 
 def test_pair_tokens_count_prefix_response_and_specials():
@@ -161,10 +174,9 @@ def test_arms_of_a_pair_pool_hold_its_pairs_only(pair_home):
     assert validation_examples(catalog, "text") == TEXTS[2:3]
 
 
-def test_accepted_vs_all_pairs_train_at_equal_tokens_on_response_bpb(pair_home):
-    catalog = pair_home
-    settings = Settings().with_overrides(SETTINGS)
-    rows = {r["arm"]: r for r in train_arms(catalog, settings, "exp-pairs", [0])}
+def test_accepted_vs_all_pairs_train_at_equal_tokens_on_response_bpb(trained):
+    catalog, done = trained
+    rows = {r["arm"]: r for r in done}
     assert set(rows) == set(ARMS)
     assert {r["kind"] for r in rows.values()} == {"pair"}
     # no arm is capped at the default budget: accepted and all pairs see the same tokens
@@ -221,3 +233,44 @@ def test_reference_and_round_models_train_on_pairs_and_register_response_bpb(pai
         assert math.isfinite(m["val_response_bpb"]) and math.isfinite(m["val_bpb"])
     # a rerun registers nothing new; a round with other pairs is another model
     assert modelling.train_round_model(catalog, settings, 1, reference) == current
+
+
+def test_cli_passes_the_pair_fields_and_prints_accepted_vs_all_pairs(trained, monkeypatch):
+    """The one command of the note: its pair options reach the flow, and it prints the
+    response bpb of accepted vs all pairs at equal tokens from the experiment's summary."""
+    import pipelines.experiment as experiment_module
+    from pipelines.cli import app
+
+    catalog, _ = trained
+    seen = {}
+
+    def fake_experiment(**kw):
+        seen.update(kw)
+        return {
+            "experiment_id": "exp-pairs",
+            "trained": 0,
+            "summary": experiment_module.summary(catalog, "exp-pairs"),
+            "kind": "pair",
+        }
+
+    monkeypatch.setattr(experiment_module, "experiment", fake_experiment)
+    args = ["experiment", "--home", str(catalog.home), "--pool", "p.jsonl"]
+    args += ["--validation", "v.jsonl", "--trusted", "t.jsonl", "--oracle-field", "gold"]
+    args += ["--prompt-field", "prompt", "--response-field", "response"]
+    args += ["--rewrite-field", "gold_response"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert seen["prompt_field"] == "prompt" and seen["response_field"] == "response"
+    assert seen["rewrite_field"] == "gold_response" and seen["messages_field"] is None
+    assert "final validation response bits per byte" in out.output
+    runs = {
+        r["arm"]: r
+        for r in catalog.query(
+            "SELECT arm, final_val_bpb, tokens_seen FROM experiment_runs "
+            "WHERE experiment_id = 'exp-pairs'"
+        ).to_pylist()
+    }
+    line = next(x for x in out.output.splitlines() if "accepted pairs" in x)
+    assert f"{runs['curated']['final_val_bpb']:.4f}" in line
+    assert f"{runs['full']['final_val_bpb']:.4f}" in line
+    assert f"{runs['full']['tokens_seen']:,}" in line
