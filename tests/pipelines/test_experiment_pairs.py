@@ -274,3 +274,18 @@ def test_cli_passes_the_pair_fields_and_prints_accepted_vs_all_pairs(trained, mo
     assert f"{runs['curated']['final_val_bpb']:.4f}" in line
     assert f"{runs['full']['final_val_bpb']:.4f}" in line
     assert f"{runs['full']['tokens_seen']:,}" in line
+
+
+def test_pair_sources_need_validation_pairs_and_a_preference_oracle(tmp_path):
+    from pipelines.experiment import check_sources
+    from pipelines.experiment_arms import ExperimentError
+
+    catalog = Catalog(tmp_path / "home").init()
+    write_candidates(catalog, "pool", [good(1), good(2)], "pool")
+    write_candidates(catalog, "validation", TEXTS[:2], "validation")  # texts only
+    with pytest.raises(ExperimentError, match="validation set holds no pairs"):
+        check_sources(catalog, None, "text")
+    write_candidates(catalog, "validation", VAL_PAIRS, "validation-pairs")
+    check_sources(catalog, None, "text")
+    with pytest.raises(ExperimentError, match="'candidate' or 'model' or 'both_bad'"):
+        check_sources(catalog, "gold", "text")  # no pool row has a preference in 'gold'
