@@ -54,7 +54,7 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 
-from pipelines import studio
+from pipelines import annotate_pairs, studio
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.experiment_arms import (
     ARMS,
@@ -204,9 +204,7 @@ def answer_hard_cases(
     pairwise simulator, with ``rewrite_field`` for rewritten responses)."""
     with catalog.writer("datawall experiment: simulated experts"):
         server = studio.studio_from_env(catalog, settings)
-        if experiment_kind(catalog) == "pair":
-            from pipelines import annotate_pairs  # the pairwise view (Label Studio)
-
+        if experiment_kind(catalog) == "pair":  # the pairwise view
             report = annotate_pairs.simulate(catalog, server, oracle_field, rewrite_field)
         else:
             report = studio.simulate(catalog, settings, server, oracle_field)

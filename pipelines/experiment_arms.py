@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.annotate_pairs import REWRITE_SOURCE  # an expert's rewritten response
 from pipelines.catalog import Catalog
 from scoring.heuristics import RULE_REASONS
 from trainer.data import Example, Pair, render_prefix
@@ -41,7 +42,6 @@ from trainer.data import Example, Pair, render_prefix
 ARMS = ("curated", "random", "full", "heuristic")
 DEDUP_REASONS = ("exact_duplicate", "near_duplicate")
 MANIFEST = "arms.json"
-REWRITE_SOURCE = "expert-rewrite"  # candidates.source of an expert's rewritten response
 
 
 class ExperimentError(ValueError):

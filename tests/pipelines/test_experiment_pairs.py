@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines import modelling
+from pipelines.annotate_pairs import REWRITE_SOURCE
 from pipelines.catalog import SCHEMAS, Catalog
 from pipelines.experiment import train_arms
 from pipelines.experiment_arms import (
     ARMS,
-    REWRITE_SOURCE,
     arm_data,
     count_tokens,
     experiment_kind,
