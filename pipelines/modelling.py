@@ -79,8 +79,9 @@ def role_examples(catalog: Catalog, role: str) -> list[Example]:
 
 
 def trusted_texts(catalog: Catalog) -> list[str]:
-    """The plain texts of the trusted set (no pairs): e.g. the quality classifier's positives."""
-    return [e for e in role_examples(catalog, "trusted") if not isinstance(e, Pair)]
+    """The text of every trusted candidate, a pair's response included: the quality
+    classifier's positives (it judges text and responses alike)."""
+    return catalog.named("role_texts", ["trusted"]).column("text").to_pylist()
 
 
 def trusted_examples(catalog: Catalog) -> list[Example]:

@@ -213,8 +213,9 @@ def test_reference_and_round_models_train_on_pairs_and_register_response_bpb(pai
     settings = Settings().with_overrides(SETTINGS)
     trusted = modelling.trusted_examples(catalog)
     assert sum(isinstance(e, Pair) for e in trusted) == 6 and len(trusted) == 8
-    # the quality classifier's positives stay plain text
-    assert sorted(modelling.trusted_texts(catalog)) == sorted(TEXTS[:2])
+    # the quality classifier's positives: every trusted text and response
+    want = TEXTS[:2] + [good(200 + i).response for i in range(6)]
+    assert sorted(modelling.trusted_texts(catalog)) == sorted(want)
     reference = modelling.ensure_reference(catalog, settings)
     assert read_config(reference.path)["data_fingerprint"] == data_fingerprint(trusted)
     current = modelling.train_round_model(catalog, settings, 1, reference)
