@@ -22,6 +22,10 @@ from scoring.route import INCOHERENT, route
 
 def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> Counter:
     """Decide every candidate scored in ``round_``; returns counts per (decision, reason)."""
+    if not catalog.scalar("SELECT count(*) FROM scores WHERE round = ?", [round_]):
+        # nothing scored (e.g. a pool of pairs only, scored by pipelines.score_pairs): the
+        # extra signal columns below exist only in files the text score step wrote
+        return Counter()
     scored = catalog.query(
         """
         SELECT candidate_id, rule_reason, quality, coalesce(learnability, 0.0) AS learnability,

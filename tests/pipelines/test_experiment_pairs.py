@@ -290,3 +290,41 @@ def test_pair_sources_need_validation_pairs_and_a_preference_oracle(tmp_path):
     check_sources(catalog, None, "text")
     with pytest.raises(ExperimentError, match="'candidate' or 'model' or 'both_bad'"):
         check_sources(catalog, "gold", "text")  # no pool row has a preference in 'gold'
+
+
+@pytest.mark.slow  # a whole round and four runs: about 30 s on an idle core
+def test_the_one_command_on_a_pool_of_pairs_only(harness, tmp_path):
+    """`datawall experiment` with the pair fields on the demo instruction set (small): ingest
+    pairs, a round that scores and routes them against the model's own answers (no text in
+    the pool: the text route has nothing to do), simulated experts with rewrites, then the
+    four arms on response bpb."""
+    from pipelines.cli import app
+    from pipelines.demo_instruct import build_instruct_set
+
+    data = build_instruct_set(tmp_path / "data", seed=0, n_trusted=40, n_validation=8, n_pool=40)
+    home = tmp_path / "home"
+    Catalog(home).init()
+    tiny = SETTINGS | {"experiment.rounds": 1, "experiment.epoch_cap": 2.0}
+    fast = {"route.n_samples": 16, "route.sample_bytes": 64, "pairs.max_response_bytes": 48}
+    fast |= {"quality.cv_folds": 3, "quality.n_features": 4096}
+    save_settings(home, Settings().with_overrides(tiny | fast))
+    args = ["experiment", "--home", str(home), "--id-field", "id", "--seeds", "1"]
+    args += ["--prompt-field", "prompt", "--response-field", "response"]
+    args += ["--oracle-field", "gold", "--rewrite-field", "gold_response"]
+    for role in ("pool", "validation", "trusted"):
+        args += [f"--{role}", str(data[role])]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "accepted pairs" in out.output and "response bits per byte" in out.output
+    catalog = Catalog(home)
+    assert catalog.scalar("SELECT count(*) FROM candidates WHERE kind = 'text'") == 0
+    assert catalog.scalar("SELECT count(*) FROM pair_scores") > 0
+    runs = catalog.query("SELECT arm, kind, n_docs, tokens_seen FROM experiment_runs").to_pylist()
+    assert sorted(r["arm"] for r in runs) == sorted(ARMS)
+    assert {r["kind"] for r in runs} == {"pair"} and len({r["tokens_seen"] for r in runs}) == 1
+    n_accepted = catalog.scalar("SELECT count(*) FROM accepted_texts WHERE kind = 'pair'")
+    assert next(r for r in runs if r["arm"] == "curated")["n_docs"] == n_accepted
+    n_ingested = catalog.scalar(
+        "SELECT count(*) FROM candidates WHERE role = 'pool' AND source <> ?", [REWRITE_SOURCE]
+    )
+    assert next(r for r in runs if r["arm"] == "full")["n_docs"] == n_ingested
