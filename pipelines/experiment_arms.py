@@ -37,6 +37,7 @@ import numpy as np
 from pipelines.annotate_pairs import REWRITE_SOURCE  # an expert's rewritten response
 from pipelines.catalog import Catalog
 from scoring.heuristics import RULE_REASONS
+from scoring.pairs import PAIR_RULE_REASONS
 from trainer.data import Example, Pair, render_prefix
 
 ARMS = ("curated", "random", "full", "heuristic")
@@ -119,7 +120,7 @@ def select_arm_ids(catalog: Catalog, seeds: list[int], kind: str = "text") -> di
         "SELECT candidate_id FROM candidates c WHERE c.role = 'pool'" + of_kind + " AND "
         "candidate_id NOT IN (SELECT candidate_id FROM decisions WHERE decision = 'reject' "
         "AND list_contains(?, reason))" + order,
-        [*kind_params, [*RULE_REASONS, *DEDUP_REASONS]],
+        [*kind_params, [*RULE_REASONS, *PAIR_RULE_REASONS, *DEDUP_REASONS]],
     )
     out = {"curated": curated, "full": full, "heuristic": heuristic}
     pool = catalog.query(
