@@ -3,12 +3,15 @@
 Formats (all deterministic: the same catalog state gives byte-identical files):
 
 - ``parquet`` / ``jsonl``: one row per accepted candidate (the expert-corrected text where
-  an expert fixed it), with provenance columns, sharded by size (``part-NNNNN.*``);
+  an expert fixed it), with provenance columns, sharded by size (``part-NNNNN.*``); a
+  prompt/response pair has ``kind = "pair"``, its ``prompt``, and the response in ``text``;
 - ``hf``: a ``datasets.Dataset`` written with ``save_to_disk`` (fingerprint = content hash);
   ``push_to_hub`` sends the same dataset to the Hugging Face Hub where it is reachable;
 - ``tokens``: the nanoGPT layout — flat ``tokens-NNNNN.bin`` shards of token ids that a
   trainer can ``numpy.memmap``, an ``index.parquet`` with each document's shard, offset and
-  length, and ``tokenizer.json`` (byte-level: BOS + UTF-8 bytes + EOS per document).
+  length, and ``tokenizer.json`` (byte-level: BOS + UTF-8 bytes + EOS per document; a pair
+  is BOS + ``trainer.data.render_prefix(prompt)`` + response + EOS, the training layout, and
+  the index's ``prompt_tokens`` says how many leading tokens to mask).
 
 Every export writes a ``README.md`` dataset card beside the data. Files are written to a
 temporary name and renamed; the destination must be empty or hold an earlier export.
@@ -31,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.catalog import Catalog, load_sql
+from trainer.data import render_prefix
 from trainer.tokenizer import ByteTokenizer
 
 FORMATS = ("parquet", "jsonl", "hf", "tokens")
@@ -225,11 +229,20 @@ def _write_tokens(rows: pa.Table, dest: Path, shard_bytes: int) -> list[Path]:
     dtype = np.uint8 if tok.vocab_size <= 256 else np.uint16
     ids = rows.column("candidate_id").to_pylist()
     shards: list[list[np.ndarray]] = [[]]
-    index = {"candidate_id": [], "shard": [], "offset": [], "length": []}
+    index = {"candidate_id": [], "shard": [], "offset": [], "length": [], "prompt_tokens": []}
     offset = 0
     per_shard = max(1, shard_bytes // np.dtype(dtype).itemsize)
-    for cid, text in zip(ids, rows.column("text").to_pylist(), strict=True):
-        doc = tok.encode(text, bos=True, eos=True).astype(dtype)
+    prompts = rows.column("prompt").to_pylist()
+    for cid, text, prompt in zip(ids, rows.column("text").to_pylist(), prompts, strict=True):
+        if prompt is None:
+            doc = tok.encode(text, bos=True, eos=True).astype(dtype)
+            n_prompt = 0
+        else:  # a pair: the training layout, BOS + framed prompt + response + EOS
+            head = tok.encode(render_prefix(prompt), bos=True, eos=False)
+            body = tok.encode(text, bos=False, eos=True)
+            doc = np.concatenate([head, body]).astype(dtype)
+            n_prompt = len(head)
+        index["prompt_tokens"].append(n_prompt)
         if offset and offset + len(doc) > per_shard:
             shards.append([])
             offset = 0
@@ -254,6 +267,9 @@ def _write_tokens(rows: pa.Table, dest: Path, shard_bytes: int) -> list[Path]:
                 "shard": pa.array(index["shard"], pa.int32()),
                 "offset": pa.array(index["offset"], pa.int64()),
                 "length": pa.array(index["length"], pa.int64()),
+                # leading tokens of a pair's document that are its prompt (BOS included):
+                # the targets to mask for response-only training; 0 for a text
+                "prompt_tokens": pa.array(index["prompt_tokens"], pa.int64()),
             }
         ),
         tmp,

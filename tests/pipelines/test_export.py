@@ -162,3 +162,53 @@ def test_cli_export_reports_throughput_and_refuses_bad_where(curated_home, tmp_p
         app, ["export", str(tmp_path / "q"), "--push-to-hub", "me/x", "--home", str(curated_home)]
     )
     assert hub.exit_code == 2 and "--format hf" in hub.output
+
+
+def test_pairs_export_with_their_prompt_and_mask_offset(tmp_path):
+    """An accepted pair leaves with its prompt (parquet/jsonl/hf) and, in the tokens layout,
+    as the training layout with the prompt's token count in the index."""
+    from pipelines.catalog import SCHEMAS, now
+    from trainer.data import render_prefix
+
+    catalog = Catalog(tmp_path / "home").init()
+    stamp = now()
+    cands = [
+        {"candidate_id": "p1", "content_hash": "h1", "source": "qa.jsonl", "row": 0,
+         "role": "pool", "text": "Return the absolute value.", "n_chars": 26, "round": 1,
+         "ingested_at": stamp, "kind": "pair", "prompt": "What does abs do?"},
+        {"candidate_id": "t1", "content_hash": "h2", "source": "web.jsonl", "row": 0,
+         "role": "pool", "text": "A plain accepted text.", "n_chars": 22, "round": 1,
+         "ingested_at": stamp, "kind": "text", "prompt": None},
+    ]  # fmt: skip
+    catalog.write("candidates", pa.Table.from_pylist(cands, SCHEMAS["candidates"]), "c")
+    decisions = [
+        {"candidate_id": cid, "round": 1, "decision": "accept", "reason": "above_bar",
+         "decided_by": "model", "decided_at": stamp}
+        for cid in ("p1", "t1")
+    ]  # fmt: skip
+    catalog.write("decisions", pa.Table.from_pylist(decisions, SCHEMAS["decisions"]), "d")
+
+    export(catalog, tmp_path / "jsonl", "jsonl")
+    rows = {
+        r["candidate_id"]: r
+        for p in (tmp_path / "jsonl").glob("part-*.jsonl")
+        for r in map(json.loads, p.open())
+    }
+    assert (rows["p1"]["kind"], rows["p1"]["prompt"]) == ("pair", "What does abs do?")
+    assert (rows["t1"]["kind"], rows["t1"]["prompt"]) == ("text", None)
+
+    export(catalog, tmp_path / "tokens", "tokens")
+    tok = json.loads((tmp_path / "tokens" / "tokenizer.json").read_text())
+    shards = [
+        np.memmap(tmp_path / "tokens" / n, dtype=tok["dtype"], mode="r") for n in tok["shards"]
+    ]
+    index = {
+        r["candidate_id"]: r
+        for r in pq.read_table(tmp_path / "tokens" / "index.parquet").to_pylist()
+    }
+    pair = index["p1"]
+    ids = shards[pair["shard"]][pair["offset"] : pair["offset"] + pair["length"]]
+    head = bytes(ids[1 : pair["prompt_tokens"]].astype(np.uint8)).decode()
+    body = bytes(ids[pair["prompt_tokens"] : -1].astype(np.uint8)).decode()
+    assert (head, body) == (render_prefix("What does abs do?"), "Return the absolute value.")
+    assert index["t1"]["prompt_tokens"] == 0
