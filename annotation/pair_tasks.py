@@ -38,6 +38,7 @@ from annotation.queue import (
     _load,
     _record,
 )
+from annotation.tasks import _finite
 
 TASK_FIELDS = ("candidate_id", "round", "prompt", "response_a", "response_b")
 PREFERENCES = ("candidate", "model", "both_bad")
@@ -213,13 +214,3 @@ def parse_pair_export(
             if include_cancelled or not rec.was_cancelled:
                 records.append(rec)
     return ParseResult(records, errors)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
