@@ -5,10 +5,11 @@ import math
 
 import pytest
 import torch
+from sample_helpers import greedy_by_forward
 
 from scoring.loss import example_bpb
 from trainer.config import ModelConfig, TrainConfig
-from trainer.data import Pair, pack_examples, render_prefix
+from trainer.data import Pair, pack_examples
 from trainer.models import build_model
 from trainer.sample import sample_responses
 from trainer.tokenizer import ByteTokenizer
@@ -79,21 +80,8 @@ def test_own_answers_on_cuda_are_the_greedy_continuation():
     """Greedy answers from the recurrent step on CUDA (ragged prompts in one batch) equal the
     argmax of the parallel forward, one whole forward per token, on the same device."""
     torch.manual_seed(0)
-    tok = ByteTokenizer()
     model = build_model(ARCHS["ssm"]).cuda().eval()
     prompts = ["Hi?", "What does `json.dumps` do, in one sentence?", PAIRS[3].prompt]
     answers = sample_responses(model, prompts, max_bytes=16, temperature=0.0, batch_size=3)
     for prompt, answer in zip(prompts, answers, strict=True):
-        ids = [tok.BOS, *render_prefix(prompt).encode()]
-        out: list[int] = []
-        for _ in range(16):
-            with torch.no_grad():
-                logits = model(torch.tensor([ids], device="cuda"))[0, -1].float()
-            logits[tok.BOS] = float("-inf")
-            nxt = int(logits.argmax())
-            if nxt == tok.EOS:
-                break
-            out.append(nxt)
-            ids.append(nxt)
-        expected = bytes(out).decode("utf-8", errors="replace")
-        assert answer == expected.encode()[:16].decode("utf-8", errors="ignore")
+        assert answer == greedy_by_forward(model, prompt, 16, device="cuda")

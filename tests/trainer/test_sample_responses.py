@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sample_helpers import greedy_by_forward
 
 from scoring.loss import LossScorer
 from trainer.checkpoint import load_model
@@ -12,7 +13,6 @@ from trainer.data import render_prefix
 from trainer.model import SSMLanguageModel
 from trainer.models import build_model
 from trainer.sample import sample_responses
-from trainer.tokenizer import ByteTokenizer
 from trainer.train import train
 
 MODEL = ModelConfig(d_model=32, n_layers=2, d_state=8, headdim=16, chunk_size=16)
@@ -25,24 +25,6 @@ def model(request):
     if request.param == "transformer":
         return build_model(ModelConfig(arch="transformer", d_model=32, n_layers=2, n_heads=2))
     return SSMLanguageModel(MODEL)
-
-
-def greedy_by_forward(model, prompt: str, n: int) -> str:
-    """The greedy answer computed with the parallel form, one whole forward per token."""
-    tok = ByteTokenizer()
-    ids = [tok.BOS, *render_prefix(prompt).encode()]
-    out = []
-    for _ in range(n):
-        with torch.no_grad():
-            logits = model(torch.tensor([ids]))[0, -1].float()
-        logits[tok.BOS] = float("-inf")
-        nxt = int(logits.argmax())
-        if nxt == tok.EOS:
-            break
-        out.append(nxt)
-        ids.append(nxt)
-    text = bytes(out).decode("utf-8", errors="replace")
-    return text.encode()[:n].decode("utf-8", errors="ignore")  # as sample_responses cuts
 
 
 def test_ragged_prompts_in_one_batch_answer_as_if_alone(model):
