@@ -17,6 +17,18 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONTEXT_FIELDS = ("quality", "bar", "learnability", "loss_model", "loss_ref", "reason")
 
 
+def check_tag_names(owner: str, names: dict[str, str]) -> None:
+    """Raise ValueError naming ``owner.field`` when a tag name is not a plain identifier.
+
+    Shared by every labeling job's config (:class:`AnnotationConfig`,
+    :class:`annotation.pairwise.PairwiseConfig`): the names go into XML attributes and
+    ``$variables`` alike.
+    """
+    for field_name, value in names.items():
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
+            raise ValueError(f"{owner}.{field_name} must be a plain identifier, got {value!r}")
+
+
 @dataclass(frozen=True)
 class AnnotationConfig:
     """Names and choices of the accept/reject labeling job.
@@ -44,11 +56,7 @@ class AnnotationConfig:
             "corrected_text_name": self.corrected_text_name,
             "rationale_name": self.rationale_name,
         }
-        for field_name, value in names.items():
-            if not isinstance(value, str) or not _NAME.fullmatch(value):
-                raise ValueError(
-                    f"AnnotationConfig.{field_name} must be a plain identifier, got {value!r}"
-                )
+        check_tag_names("AnnotationConfig", names)
         if len(set(names.values())) != len(names):
             raise ValueError(f"AnnotationConfig tag names must be distinct, got {names}")
         if (

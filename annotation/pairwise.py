@@ -19,15 +19,13 @@ config, for pasting into the Label Studio UI; a test keeps the two equal.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_PAIRWISE_XML_PATH = Path(__file__).with_name("pairwise_config.xml")
+from annotation.config import check_tag_names
 
-# Label Studio tag names end up in XML attributes and in ``$variables``; keep them plain.
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DEFAULT_PAIRWISE_XML_PATH = Path(__file__).with_name("pairwise_config.xml")
 
 # The task data fields the view shows; the only ones a pairwise task carries besides
 # candidate_id and round (annotation.pair_tasks checks that).
@@ -66,11 +64,7 @@ class PairwiseConfig:
             "corrected_text_name": self.corrected_text_name,
             "rationale_name": self.rationale_name,
         }
-        for field_name, value in names.items():
-            if not isinstance(value, str) or not _NAME.fullmatch(value):
-                raise ValueError(
-                    f"PairwiseConfig.{field_name} must be a plain identifier, got {value!r}"
-                )
+        check_tag_names("PairwiseConfig", names)
         if len(set(names.values())) != len(names) or _RESPONSE_TAGS & set(names.values()):
             raise ValueError(
                 "PairwiseConfig tag names must be distinct and not response_a/response_b, "
