@@ -35,56 +35,93 @@ def labeling_config(cfg: AnnotationConfig) -> str:
         ET.SubElement(row, "Header", value=f"{field}:", size="6")
         ET.SubElement(row, "Header", value=f"${field}", size="6")
 
-    choices = ET.SubElement(
-        view,
-        "Choices",
-        name=cfg.from_name,
-        toName=cfg.to_name,
-        choice="single",
-        required="true",
-        showInline="true",
-    )
+    choices = add_choices(view, cfg.from_name, cfg.to_name)
     for choice in cfg.choices:
         ET.SubElement(choices, "Choice", value=choice)
 
-    ET.SubElement(view, "Header", value="Corrected text (optional: edit, then submit)", size="6")
-    ET.SubElement(
+    add_text_area(
         view,
-        "TextArea",
-        name=cfg.corrected_text_name,
-        toName=cfg.to_name,
+        "Corrected text (optional: edit, then submit)",
+        cfg.corrected_text_name,
+        cfg.to_name,
+        rows=6,
         value="$text",
-        rows="6",
-        editable="true",
-        maxSubmissions="1",
     )
-    ET.SubElement(view, "Header", value="Rationale (optional)", size="6")
-    ET.SubElement(
+    add_text_area(
         view,
-        "TextArea",
-        name=cfg.rationale_name,
-        toName=cfg.to_name,
-        rows="2",
-        editable="true",
-        maxSubmissions="1",
+        "Rationale (optional)",
+        cfg.rationale_name,
+        cfg.to_name,
+        rows=2,
         placeholder="Why accept or reject?",
     )
-    ET.indent(view, space="  ")
-    xml = ET.tostring(view, encoding="unicode") + "\n"
-    _check(xml, cfg)
-    return xml
-
-
-def _check(xml: str, cfg: AnnotationConfig) -> None:
-    """Parse the XML back and check the controls the export parser relies on."""
-    root = ET.fromstring(xml)
-    names = {el.get("name"): el.tag for el in root.iter() if el.get("name")}
+    xml = render_view(view)
     expected = {
         cfg.to_name: "Text",
         cfg.from_name: "Choices",
         cfg.corrected_text_name: "TextArea",
         cfg.rationale_name: "TextArea",
     }
+    check_controls(ET.fromstring(xml), expected, "labeling config")
+    return xml
+
+
+# The building blocks below are shared with the pairwise job (annotation.pairwise), so both
+# views give their controls the same attributes and are checked the same way.
+
+
+def add_choices(view: ET.Element, name: str, to_name: str) -> ET.Element:
+    """A required single-choice ``<Choices>`` control shown inline; add ``<Choice>`` tags."""
+    return ET.SubElement(
+        view,
+        "Choices",
+        name=name,
+        toName=to_name,
+        choice="single",
+        required="true",
+        showInline="true",
+    )
+
+
+def add_text_area(
+    view: ET.Element,
+    header: str,
+    name: str,
+    to_name: str,
+    *,
+    rows: int,
+    value: str | None = None,
+    placeholder: str | None = None,
+) -> None:
+    """An optional one-submission ``<TextArea>`` under a small ``<Header>``.
+
+    ``value`` prefills it (a ``$variable``), ``placeholder`` is the hint shown when empty;
+    either is left out of the XML when None.
+    """
+    ET.SubElement(view, "Header", value=header, size="6")
+    attrs = {"name": name, "toName": to_name}
+    if value is not None:
+        attrs["value"] = value
+    attrs |= {"rows": str(rows), "editable": "true", "maxSubmissions": "1"}
+    if placeholder is not None:
+        attrs["placeholder"] = placeholder
+    ET.SubElement(view, "TextArea", attrs)
+
+
+def render_view(view: ET.Element) -> str:
+    """The config XML text: two-space indents and a final newline."""
+    ET.indent(view, space="  ")
+    return ET.tostring(view, encoding="unicode") + "\n"
+
+
+def check_controls(root: ET.Element, expected: dict[str, str], what: str) -> dict[str, ET.Element]:
+    """Check that ``root`` holds each ``name: tag`` of ``expected``; the named elements.
+
+    The export parser and tasks rely on these names, so a config without them is refused.
+    """
+    named = {el.get("name"): el for el in root.iter() if el.get("name")}
     for name, tag in expected.items():
-        if names.get(name) != tag:
-            raise ValueError(f"labeling config lacks <{tag} name={name!r}>: {names}")
+        if name not in named or named[name].tag != tag:
+            found = {n: el.tag for n, el in named.items()}
+            raise ValueError(f"{what} lacks <{tag} name={name!r}>: {found}")
+    return named

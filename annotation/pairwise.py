@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.config import check_tag_names
+from annotation.labeling import add_choices, add_text_area, check_controls, render_view
 
 DEFAULT_PAIRWISE_XML_PATH = Path(__file__).with_name("pairwise_config.xml")
 
@@ -116,42 +117,27 @@ def pairwise_labeling_config(cfg: PairwiseConfig) -> str:
         ET.SubElement(column, "Header", value=f"Response {side}", size="5")
         ET.SubElement(column, "Text", name=field, value=f"${field}")
 
-    choices = ET.SubElement(
-        view,
-        "Choices",
-        name=cfg.from_name,
-        toName=cfg.to_name,
-        choice="single",
-        required="true",
-        showInline="true",
-    )
+    choices = add_choices(view, cfg.from_name, cfg.to_name)
     for label, value in zip(cfg.labels, cfg.choices, strict=True):
         ET.SubElement(choices, "Choice", value=label, alias=value)
 
-    ET.SubElement(view, "Header", value="A better response (optional)", size="6")
-    ET.SubElement(
+    add_text_area(
         view,
-        "TextArea",
-        name=cfg.corrected_text_name,
-        toName=cfg.to_name,
-        rows="6",
-        editable="true",
-        maxSubmissions="1",
+        "A better response (optional)",
+        cfg.corrected_text_name,
+        cfg.to_name,
+        rows=6,
         placeholder="Write the response an expert would give",
     )
-    ET.SubElement(view, "Header", value="Rationale (optional)", size="6")
-    ET.SubElement(
+    add_text_area(
         view,
-        "TextArea",
-        name=cfg.rationale_name,
-        toName=cfg.to_name,
-        rows="2",
-        editable="true",
-        maxSubmissions="1",
+        "Rationale (optional)",
+        cfg.rationale_name,
+        cfg.to_name,
+        rows=2,
         placeholder="Why is it better, or why are both bad?",
     )
-    ET.indent(view, space="  ")
-    xml = ET.tostring(view, encoding="unicode") + "\n"
+    xml = render_view(view)
     _check(xml, cfg)
     return xml
 
@@ -159,7 +145,6 @@ def pairwise_labeling_config(cfg: PairwiseConfig) -> str:
 def _check(xml: str, cfg: PairwiseConfig) -> None:
     """Parse the XML back and check the controls and fields the parser and tasks rely on."""
     root = ET.fromstring(xml)
-    names = {el.get("name"): el for el in root.iter() if el.get("name")}
     expected = {
         cfg.to_name: "Text",
         "response_a": "Text",
@@ -168,9 +153,7 @@ def _check(xml: str, cfg: PairwiseConfig) -> None:
         cfg.corrected_text_name: "TextArea",
         cfg.rationale_name: "TextArea",
     }
-    for name, tag in expected.items():
-        if name not in names or names[name].tag != tag:
-            raise ValueError(f"pairwise labeling config lacks <{tag} name={name!r}>")
+    names = check_controls(root, expected, "pairwise labeling config")
     exported = tuple(c.get("alias") for c in names[cfg.from_name])
     if exported != cfg.choices:
         raise ValueError(f"pairwise choices export {exported}, expected {cfg.choices}")
