@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 # Label Studio tag names end up in XML attributes and in ``$variables``; keep them plain.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COUNT_WORDS = {2: "two", 3: "three"}
 
 # Data fields shown to the annotator as read-only context, in display order.
 CONTEXT_FIELDS = ("quality", "bar", "learnability", "loss_model", "loss_ref", "reason")
@@ -27,6 +28,22 @@ def check_tag_names(owner: str, names: dict[str, str]) -> None:
     for field_name, value in names.items():
         if not isinstance(value, str) or not _NAME.fullmatch(value):
             raise ValueError(f"{owner}.{field_name} must be a plain identifier, got {value!r}")
+
+
+def check_choices(where: str, value: object, meanings: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is a tuple of distinct, non-empty, trimmed strings,
+    one per entry of ``meanings`` (what each position means, for the message)."""
+    if (
+        not isinstance(value, tuple)
+        or len(value) != len(meanings)
+        or not all(isinstance(c, str) and c and c.strip() == c for c in value)
+        or len(set(value)) != len(value)
+    ):
+        count = _COUNT_WORDS.get(len(meanings), str(len(meanings)))
+        raise ValueError(
+            f"{where} must be {count} distinct non-empty strings without surrounding spaces "
+            f"({', '.join(meanings)}), got {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -59,16 +76,7 @@ class AnnotationConfig:
         check_tag_names("AnnotationConfig", names)
         if len(set(names.values())) != len(names):
             raise ValueError(f"AnnotationConfig tag names must be distinct, got {names}")
-        if (
-            not isinstance(self.choices, tuple)
-            or len(self.choices) != 2
-            or not all(isinstance(c, str) and c.strip() == c and c for c in self.choices)
-            or self.choices[0] == self.choices[1]
-        ):
-            raise ValueError(
-                "AnnotationConfig.choices must be two distinct non-empty strings without "
-                f"surrounding spaces (accept, reject), got {self.choices!r}"
-            )
+        check_choices("AnnotationConfig.choices", self.choices, ("accept", "reject"))
 
     @property
     def accept(self) -> str:

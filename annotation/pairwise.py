@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotation.config import check_tag_names
+from annotation.config import check_choices, check_tag_names
 from annotation.labeling import add_choices, add_text_area, check_controls, render_view
 
 DEFAULT_PAIRWISE_XML_PATH = Path(__file__).with_name("pairwise_config.xml")
@@ -72,17 +72,11 @@ class PairwiseConfig:
                 f"got {names}"
             )
         for field_name in ("choices", "labels"):
-            value = getattr(self, field_name)
-            if (
-                not isinstance(value, tuple)
-                or len(value) != 3
-                or not all(isinstance(c, str) and c and c.strip() == c for c in value)
-                or len(set(value)) != 3
-            ):
-                raise ValueError(
-                    f"PairwiseConfig.{field_name} must be three distinct non-empty strings "
-                    f"without surrounding spaces (A better, B better, both bad), got {value!r}"
-                )
+            check_choices(
+                f"PairwiseConfig.{field_name}",
+                getattr(self, field_name),
+                ("A better", "B better", "both bad"),
+            )
 
     @property
     def a(self) -> str:
