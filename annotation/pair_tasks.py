@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,9 @@ from annotation.queue import (
     AnnotationRecord,
     ParseResult,
     _BadAnnotation,
-    _load,
+    _export_tasks,
     _record,
+    _task_data,
 )
 from annotation.tasks import _finite
 
@@ -176,22 +176,12 @@ def parse_pair_export(
     with its task and annotation index and the rest is read.
     """
     cfg = PairwiseConfig() if cfg is None else cfg
-    if isinstance(obj_or_path, str | os.PathLike):
-        tasks, source = _load(Path(obj_or_path))
-    else:
-        tasks, source = obj_or_path, "<export>"
-        if not isinstance(tasks, list):
-            raise AnnotationFormatError(f"{source}: expected a list of tasks")
+    tasks, source = _export_tasks(obj_or_path)
     records: list[AnnotationRecord] = []
     errors: list[AnnotationError] = []
     for t, task in enumerate(tasks):
         where = f"{source}: task {t}"
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise AnnotationFormatError(f"{where}: expected an object with a 'data' object")
-        data = task["data"]
-        cid = data.get("candidate_id")
-        if not isinstance(cid, str | int) or isinstance(cid, bool):
-            raise AnnotationFormatError(f"{where}: data.candidate_id missing or not a string")
+        data, cid = _task_data(task, where)
         for name in ("prompt", "response_a", "response_b"):
             if not isinstance(data.get(name), str):
                 raise AnnotationFormatError(

@@ -112,22 +112,13 @@ def parse_export(
     ``annotations`` give no records.
     """
     cfg = AnnotationConfig() if cfg is None else cfg
-    if isinstance(obj_or_path, str | os.PathLike):
-        tasks, source = _load(Path(obj_or_path))
-    else:
-        tasks, source = obj_or_path, "<export>"
-        if not isinstance(tasks, list):
-            raise AnnotationFormatError(f"{source}: expected a list of tasks")
+    tasks, source = _export_tasks(obj_or_path)
     records: list[AnnotationRecord] = []
     errors: list[AnnotationError] = []
     for t, task in enumerate(tasks):
         where = f"{source}: task {t}"
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise AnnotationFormatError(f"{where}: expected an object with a 'data' object")
-        data = task["data"]
-        candidate_id, text = data.get("candidate_id"), data.get("text")
-        if not isinstance(candidate_id, str | int) or isinstance(candidate_id, bool):
-            raise AnnotationFormatError(f"{where}: data.candidate_id missing or not a string")
+        data, candidate_id = _task_data(task, where)
+        text = data.get("text")
         if not isinstance(text, str):
             raise AnnotationFormatError(f"{where}: data.text missing or not a string")
         annotations = task.get("annotations")
@@ -148,6 +139,27 @@ def parse_export(
 
 class _BadAnnotation(Exception):
     pass
+
+
+def _export_tasks(obj_or_path: list[dict[str, Any]] | Path | str) -> tuple[list[Any], str]:
+    """The tasks of an export given as a file or as its parsed JSON, and a source name for
+    messages (the path, or ``<export>``); anything but a list of tasks raises."""
+    if isinstance(obj_or_path, str | os.PathLike):
+        return _load(Path(obj_or_path))
+    if not isinstance(obj_or_path, list):
+        raise AnnotationFormatError("<export>: expected a list of tasks")
+    return obj_or_path, "<export>"
+
+
+def _task_data(task: Any, where: str) -> tuple[dict[str, Any], str | int]:
+    """A task's ``data`` object and its ``candidate_id``; a task without them raises."""
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise AnnotationFormatError(f"{where}: expected an object with a 'data' object")
+    data = task["data"]
+    candidate_id = data.get("candidate_id")
+    if not isinstance(candidate_id, str | int) or isinstance(candidate_id, bool):
+        raise AnnotationFormatError(f"{where}: data.candidate_id missing or not a string")
+    return data, candidate_id
 
 
 def _load(path: Path) -> tuple[list[Any], str]:
