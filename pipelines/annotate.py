@@ -91,10 +91,7 @@ def import_parsed(
     known_candidates = set(
         catalog.query("SELECT candidate_id FROM candidates").column(0).to_pylist()
     )
-    seen = {
-        (r["annotation_id"], r["updated_at"] or "")
-        for r in catalog.query("SELECT annotation_id, updated_at FROM annotations").to_pylist()
-    }
+    seen = stored_versions(catalog)
     stamp = now()
     new_rows = []
     for rec in parsed.records:
@@ -104,65 +101,98 @@ def import_parsed(
                 f"{origin}: task {rec.task_id}: candidate {rec.candidate_id!r} is not in this workspace"
             )
             continue
-        # Label Studio numbers annotations per server: qualify by candidate to stay unique
-        annotation_id = f"{rec.candidate_id}:{rec.annotation_id}"
-        version = (annotation_id, rec.updated_at or "")
-        if version in seen:  # stored already; an edited annotation is a new version
+        row = new_annotation_row(rec, seen, rec.choice, round_, origin, stamp)
+        if row is not None:
+            new_rows.append(row)
+    report.annotations_new = len(new_rows)
+    decisions = []
+    for agreed in consensus(annotation_history(catalog, new_rows)):
+        if agreed.label is None:
             continue
-        seen.add(version)
-        new_rows.append(
+        decisions.append(
             {
-                "annotation_id": annotation_id,
-                "task_id": None if rec.task_id is None else str(rec.task_id),
-                "candidate_id": rec.candidate_id,
+                "candidate_id": agreed.candidate_id,
                 "round": round_,
-                "annotator": rec.annotator,
-                "choice": rec.choice,
-                "corrected_text": rec.corrected_text,
-                "rationale": rec.rationale,
-                "export_file": origin,
-                "created_at": rec.created_at,
-                "updated_at": rec.updated_at,
-                "imported_at": stamp,
+                "decision": agreed.label,
+                "reason": f"expert_{agreed.label}",
+                "decided_by": "expert",
+                "model_id": None,
+                "bar": None,
+                "quality": None,
+                "priority": None,
+                "queued": False,
+                "duplicate_of": None,
+                "agreement": agreed.agreement,
+                "decided_at": stamp,
             }
         )
-    report.annotations_new = len(new_rows)
-    touched = sorted({r["candidate_id"] for r in new_rows})
-    decisions = []
-    if touched:
-        # consensus over every annotation of the touched candidates, old and new
-        previous = catalog.query(
-            "SELECT * FROM latest_annotations WHERE list_contains(?, candidate_id)", [touched]
-        ).to_pylist()
-        latest = {r["annotation_id"]: r for r in previous}
-        latest.update({r["annotation_id"]: r for r in new_rows})  # new versions win
-        records = [_record_from_row(r) for r in latest.values()]
-        for agreed in consensus(records):
-            if agreed.label is None:
-                continue
-            decisions.append(
-                {
-                    "candidate_id": agreed.candidate_id,
-                    "round": round_,
-                    "decision": agreed.label,
-                    "reason": f"expert_{agreed.label}",
-                    "decided_by": "expert",
-                    "model_id": None,
-                    "bar": None,
-                    "quality": None,
-                    "priority": None,
-                    "queued": False,
-                    "duplicate_of": None,
-                    "agreement": agreed.agreement,
-                    "decided_at": stamp,
-                }
-            )
     report.decisions = len(decisions)
     if decisions:
         catalog.write("decisions", pa.Table.from_pylist(decisions, SCHEMAS["decisions"]), key)
     # the annotations file goes last: it marks the import complete
     catalog.write("annotations", pa.Table.from_pylist(new_rows, SCHEMAS["annotations"]), key)
     return report
+
+
+# The steps below are shared with the pairwise import (pipelines.annotate_pairs): both
+# store annotations the same way and take consensus over the same history.
+
+
+def stored_versions(catalog: Catalog) -> set[tuple[str, str]]:
+    """The (annotation_id, updated_at or "") of every stored annotation version."""
+    return {
+        (r["annotation_id"], r["updated_at"] or "")
+        for r in catalog.query("SELECT annotation_id, updated_at FROM annotations").to_pylist()
+    }
+
+
+def new_annotation_row(
+    rec: AnnotationRecord,
+    seen: set[tuple[str, str]],
+    choice: str | None,
+    round_: int,
+    origin: str,
+    stamp: object,
+) -> dict | None:
+    """The ``annotations`` row of ``rec`` (storing ``choice``), or None when this version
+    is in ``seen`` already; a new version is added to ``seen``.
+
+    Label Studio numbers annotations per server, so the stored id is qualified by the
+    candidate to stay unique; an edited annotation (new ``updated_at``) is a new version.
+    """
+    annotation_id = f"{rec.candidate_id}:{rec.annotation_id}"
+    version = (annotation_id, rec.updated_at or "")
+    if version in seen:
+        return None
+    seen.add(version)
+    return {
+        "annotation_id": annotation_id,
+        "task_id": None if rec.task_id is None else str(rec.task_id),
+        "candidate_id": rec.candidate_id,
+        "round": round_,
+        "annotator": rec.annotator,
+        "choice": choice,
+        "corrected_text": rec.corrected_text,
+        "rationale": rec.rationale,
+        "export_file": origin,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+        "imported_at": stamp,
+    }
+
+
+def annotation_history(catalog: Catalog, new_rows: list[dict]) -> list[AnnotationRecord]:
+    """Every annotation of the candidates ``new_rows`` touch, stored and new (new versions
+    win), as records for :func:`annotation.consensus.consensus`; [] when none is touched."""
+    touched = sorted({r["candidate_id"] for r in new_rows})
+    if not touched:
+        return []
+    previous = catalog.query(
+        "SELECT * FROM latest_annotations WHERE list_contains(?, candidate_id)", [touched]
+    ).to_pylist()
+    latest = {r["annotation_id"]: r for r in previous}
+    latest.update({r["annotation_id"]: r for r in new_rows})  # new versions win
+    return [_record_from_row(r) for r in latest.values()]
 
 
 def _record_from_row(row: dict) -> AnnotationRecord:

@@ -38,9 +38,14 @@ from annotation.consensus import consensus
 from annotation.pair_simulate import preference_answer, simulate_pair_answers
 from annotation.pair_tasks import build_pair_tasks, map_choice, parse_pair_export
 from annotation.pairwise import PairwiseConfig
-from annotation.queue import AnnotationRecord, ParseResult, read_queue, write_queue
+from annotation.queue import ParseResult, read_queue, write_queue
 from annotation.studio import Studio
-from pipelines.annotate import ImportReport
+from pipelines.annotate import (
+    ImportReport,
+    annotation_history,
+    new_annotation_row,
+    stored_versions,
+)
 from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.ingest import candidate_id as make_candidate_id
 from pipelines.ingest import content_hash, normalise
@@ -203,10 +208,7 @@ def import_parsed(
             "WHERE coalesce(c.kind, 'text') = 'pair'"
         ).to_pylist()
     }
-    seen = {
-        (r["annotation_id"], r["updated_at"] or "")
-        for r in catalog.query("SELECT annotation_id, updated_at FROM annotations").to_pylist()
-    }
+    seen = stored_versions(catalog)
     stamp = now()
     new_rows = []
     for rec in parsed.records:
@@ -227,27 +229,9 @@ def import_parsed(
                 f"{origin}: task {rec.task_id}, annotation {rec.annotation_id}: {exc}"
             )
             continue
-        annotation_id = f"{rec.candidate_id}:{rec.annotation_id}"
-        version = (annotation_id, rec.updated_at or "")
-        if version in seen:
-            continue
-        seen.add(version)
-        new_rows.append(
-            {
-                "annotation_id": annotation_id,
-                "task_id": None if rec.task_id is None else str(rec.task_id),
-                "candidate_id": rec.candidate_id,
-                "round": round_,
-                "annotator": rec.annotator,
-                "choice": preference,
-                "corrected_text": rec.corrected_text,
-                "rationale": rec.rationale,
-                "export_file": origin,
-                "created_at": rec.created_at,
-                "updated_at": rec.updated_at,
-                "imported_at": stamp,
-            }
-        )
+        row = new_annotation_row(rec, seen, preference, round_, origin, stamp)
+        if row is not None:
+            new_rows.append(row)
     report.annotations_new = len(new_rows)
     decisions = _expert_decisions(catalog, new_rows, round_, stamp)
     rewrites, rewrite_decisions = _rewrites(catalog, new_rows, pairs, round_, stamp, key)
@@ -272,32 +256,8 @@ def _expert_decisions(
     catalog: Catalog, new_rows: list[dict[str, Any]], round_: int, stamp: Any
 ) -> list[dict[str, Any]]:
     """The consensus decision of every candidate touched, over all its annotations so far."""
-    touched = sorted({r["candidate_id"] for r in new_rows})
-    if not touched:
-        return []
-    previous = catalog.query(
-        "SELECT * FROM latest_annotations WHERE list_contains(?, candidate_id)", [touched]
-    ).to_pylist()
-    latest = {r["annotation_id"]: r for r in previous}
-    latest.update({r["annotation_id"]: r for r in new_rows})  # new versions win
-    records = [
-        AnnotationRecord(
-            task_id=r["task_id"],
-            candidate_id=r["candidate_id"],
-            annotation_id=r["annotation_id"],
-            annotator=r["annotator"],
-            choice=r["choice"],
-            corrected_text=r["corrected_text"],
-            rationale=r["rationale"],
-            was_cancelled=False,
-            lead_time=None,
-            created_at=r["created_at"],
-            updated_at=r.get("updated_at"),
-        )
-        for r in latest.values()
-    ]
     out = []
-    for agreed in consensus(records):
+    for agreed in consensus(annotation_history(catalog, new_rows)):
         if agreed.label not in EXPERT_DECISIONS:  # a tie (or no vote): the pair stays hard
             continue
         decision, reason = EXPERT_DECISIONS[agreed.label]
