@@ -40,17 +40,41 @@ def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> 
     n = decided.num_rows
     # "incoherent" is a rule on a model signal (scoring.route, step 1b): decided by rule
     rules = sorted({*RULE_REASONS, INCOHERENT})
+    table = decisions_table(
+        decided, round_, rules, [bar.model_id] * n, [bar.bar] * n, scored.column("quality")
+    )
+    catalog.write("decisions", table, f"r{round_:04d}-route")
+    return decision_counts(decided)
+
+
+# Shared with the pair route step (pipelines.score_pairs), which stores the same columns.
+
+
+def decisions_table(
+    decided: pa.Table,
+    round_: int,
+    rules: list[str],
+    model_id: pa.Array | list,
+    bar: pa.Array | list,
+    quality: pa.Array | pa.ChunkedArray | list,
+) -> pa.Table:
+    """The ``decisions`` rows of a routed table (one per row of ``decided``).
+
+    ``decided_by`` is ``rule`` where the reason is one of ``rules``, else ``model``;
+    ``model_id``, ``bar`` and ``quality`` are given per row, aligned with ``decided``.
+    """
+    n = decided.num_rows
     by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(rules))
-    table = pa.table(
+    return pa.table(
         {
             "candidate_id": decided.column("candidate_id"),
             "round": pa.array([round_] * n, pa.int32()),
             "decision": decided.column("decision"),
             "reason": decided.column("reason"),
             "decided_by": pc.if_else(by_rule, "rule", "model"),
-            "model_id": [bar.model_id] * n,
-            "bar": [bar.bar] * n,
-            "quality": scored.column("quality"),
+            "model_id": model_id,
+            "bar": bar,
+            "quality": quality,
             "priority": decided.column("priority"),
             "queued": decided.column("queued"),
             "duplicate_of": pa.nulls(n, pa.string()),
@@ -58,7 +82,10 @@ def route_round(catalog: Catalog, settings: Settings, round_: int, bar: Bar) -> 
             "decided_at": pa.array([now()] * n, SCHEMAS["decisions"].field("decided_at").type),
         }
     )
-    catalog.write("decisions", table, f"r{round_:04d}-route")
+
+
+def decision_counts(decided: pa.Table) -> Counter:
+    """How many rows of a routed table have each (decision, reason)."""
     return Counter(
         zip(
             decided.column("decision").to_pylist(),

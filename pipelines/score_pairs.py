@@ -39,6 +39,7 @@ from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
 from pipelines.dedup import bounded_connection
 from pipelines.modelling import ModelRef, load_scorer
 from pipelines.progress import progress_bar
+from pipelines.route import decision_counts, decisions_table
 from pipelines.score import Bar, rule_step, shard_key
 from pipelines.settings import Settings
 from scoring.heuristics import RULE_REASONS, heuristic_signals
@@ -302,36 +303,19 @@ def route_pairs_round(catalog: Catalog, settings: Settings, round_: int) -> Coun
     if scored.num_rows == 0:
         return Counter()
     decided = route_pairs(scored, settings.pairs)
-    n = decided.num_rows
     rules = sorted({*RULE_REASONS, *PAIR_RULE_REASONS})
-    by_rule = pc.is_in(decided.column("reason"), value_set=pa.array(rules))
 
     def prob(name: str) -> pa.Array:
         values = scored.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
         return pa.array(sigmoid(values), pa.float64(), mask=~np.isfinite(values))
 
-    table = pa.table(
-        {
-            "candidate_id": decided.column("candidate_id"),
-            "round": pa.array([round_] * n, pa.int32()),
-            "decision": decided.column("decision"),
-            "reason": decided.column("reason"),
-            "decided_by": pc.if_else(by_rule, "rule", "model"),
-            "model_id": scored.column("model_id"),
-            "bar": prob("own_score"),  # the per-example bar: the model's own answer
-            "quality": prob("score"),
-            "priority": decided.column("priority"),
-            "queued": decided.column("queued"),
-            "duplicate_of": pa.nulls(n, pa.string()),
-            "agreement": pa.nulls(n, pa.float64()),
-            "decided_at": pa.array([now()] * n, SCHEMAS["decisions"].field("decided_at").type),
-        }
+    table = decisions_table(
+        decided,
+        round_,
+        rules,
+        scored.column("model_id"),
+        prob("own_score"),  # the per-example bar: the model's own answer
+        prob("score"),
     )
     catalog.write("decisions", table, f"r{round_:04d}-route-pairs")
-    return Counter(
-        zip(
-            decided.column("decision").to_pylist(),
-            decided.column("reason").to_pylist(),
-            strict=True,
-        )
-    )
+    return decision_counts(decided)
