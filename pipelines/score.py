@@ -314,7 +314,12 @@ def score_candidates(
 
 
 def count_to_score(catalog: Catalog, round_: int) -> int:
-    return int(catalog.scalar(f"SELECT count(*) FROM ({load_sql('to_score')})", [round_]))
+    return count_rows(catalog, "to_score", round_)
+
+
+def count_rows(catalog: Catalog, sql_name: str, round_: int) -> int:
+    """How many rows the round's query ``sql/<sql_name>.sql`` gives."""
+    return int(catalog.scalar(f"SELECT count(*) FROM ({load_sql(sql_name)})", [round_]))
 
 
 def to_score_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterator[pa.Table]:
@@ -324,9 +329,17 @@ def to_score_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterat
     so memory follows the shard, not the pool. Files written while iterating are not
     seen: the query's file list is fixed when it starts.
     """
+    return stream_shards(catalog, settings, "to_score", round_)
+
+
+def stream_shards(
+    catalog: Catalog, settings: Settings, sql_name: str, round_: int
+) -> Iterator[pa.Table]:
+    """The rows of the round's query ``sql/<sql_name>.sql``, ``score.shard_rows`` at a time,
+    streamed under ``score.memory_limit_mb`` (empty batches skipped)."""
     con = bounded_connection(catalog, settings.score.memory_limit_mb)
     try:
-        reader = con.sql(load_sql("to_score"), params=[round_]).to_arrow_reader(
+        reader = con.sql(load_sql(sql_name), params=[round_]).to_arrow_reader(
             settings.score.shard_rows
         )
         for batch in reader:

@@ -35,12 +35,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.catalog import SCHEMAS, Catalog, load_sql, now
+from pipelines.catalog import SCHEMAS, Catalog, now
 from pipelines.dedup import bounded_connection
 from pipelines.modelling import ModelRef, load_scorer
 from pipelines.progress import progress_bar
 from pipelines.route import decision_counts, decisions_table
-from pipelines.score import Bar, rule_step, shard_key
+from pipelines.score import Bar, count_rows, rule_step, shard_key, stream_shards
 from pipelines.settings import Settings
 from scoring.heuristics import RULE_REASONS, heuristic_signals
 from scoring.loss import LossScorer, order_gain
@@ -61,7 +61,7 @@ PAIR_EXTRA = ("order_gain", "own_order_gain")
 
 
 def count_pairs_to_score(catalog: Catalog, round_: int) -> int:
-    return int(catalog.scalar(f"SELECT count(*) FROM ({load_sql('pairs_to_score')})", [round_]))
+    return count_rows(catalog, "pairs_to_score", round_)
 
 
 def has_pool_pairs(catalog: Catalog) -> bool:
@@ -77,16 +77,7 @@ def has_pool_pairs(catalog: Catalog) -> bool:
 def pair_shards(catalog: Catalog, settings: Settings, round_: int) -> Iterator[pa.Table]:
     """The pairs the round still has to score (``candidate_id``, ``prompt``, ``text``), in
     parts of ``score.shard_rows``, streamed under ``score.memory_limit_mb``."""
-    con = bounded_connection(catalog, settings.score.memory_limit_mb)
-    try:
-        reader = con.sql(load_sql("pairs_to_score"), params=[round_]).to_arrow_reader(
-            settings.score.shard_rows
-        )
-        for batch in reader:
-            if batch.num_rows:
-                yield pa.Table.from_batches([batch])
-    finally:
-        con.close()
+    return stream_shards(catalog, settings, "pairs_to_score", round_)
 
 
 def generic_responses(catalog: Catalog, settings: Settings) -> frozenset[str]:
