@@ -110,21 +110,14 @@ def import_parsed(
         if agreed.label is None:
             continue
         decisions.append(
-            {
-                "candidate_id": agreed.candidate_id,
-                "round": round_,
-                "decision": agreed.label,
-                "reason": f"expert_{agreed.label}",
-                "decided_by": "expert",
-                "model_id": None,
-                "bar": None,
-                "quality": None,
-                "priority": None,
-                "queued": False,
-                "duplicate_of": None,
-                "agreement": agreed.agreement,
-                "decided_at": stamp,
-            }
+            expert_decision(
+                agreed.candidate_id,
+                round_,
+                agreed.label,
+                f"expert_{agreed.label}",
+                agreed.agreement,
+                stamp,
+            )
         )
     report.decisions = len(decisions)
     if decisions:
@@ -178,6 +171,32 @@ def new_annotation_row(
         "created_at": rec.created_at,
         "updated_at": rec.updated_at,
         "imported_at": stamp,
+    }
+
+
+def expert_decision(
+    candidate_id: str,
+    round_: int,
+    decision: str,
+    reason: str,
+    agreement: float | None,
+    stamp: object,
+) -> dict:
+    """A ``decisions`` row made by the experts: no model, bar, quality or queue fields."""
+    return {
+        "candidate_id": candidate_id,
+        "round": round_,
+        "decision": decision,
+        "reason": reason,
+        "decided_by": "expert",
+        "model_id": None,
+        "bar": None,
+        "quality": None,
+        "priority": None,
+        "queued": False,
+        "duplicate_of": None,
+        "agreement": agreement,
+        "decided_at": stamp,
     }
 
 

@@ -43,6 +43,7 @@ from annotation.studio import Studio
 from pipelines.annotate import (
     ImportReport,
     annotation_history,
+    expert_decision,
     new_annotation_row,
     stored_versions,
 )
@@ -262,7 +263,7 @@ def _expert_decisions(
             continue
         decision, reason = EXPERT_DECISIONS[agreed.label]
         out.append(
-            _decision(agreed.candidate_id, round_, decision, reason, agreed.agreement, stamp)
+            expert_decision(agreed.candidate_id, round_, decision, reason, agreed.agreement, stamp)
         )
     return out
 
@@ -324,7 +325,8 @@ def _rewrites(
         candidates = {cid: row for cid, row in candidates.items() if cid not in present}
     rows = list(candidates.values())
     decisions = [
-        _decision(r["candidate_id"], round_, "accept", "expert_rewrite", None, stamp) for r in rows
+        expert_decision(r["candidate_id"], round_, "accept", "expert_rewrite", None, stamp)
+        for r in rows
     ]
     return rows, decisions
 
@@ -336,26 +338,6 @@ def pair_hash(prompt: str, response: str) -> str:
     ingested pair.
     """
     return content_hash(f"{prompt}\x1e{response}")
-
-
-def _decision(
-    cid: str, round_: int, decision: str, reason: str, agreement: float | None, stamp: Any
-) -> dict[str, Any]:
-    return {
-        "candidate_id": cid,
-        "round": round_,
-        "decision": decision,
-        "reason": reason,
-        "decided_by": "expert",
-        "model_id": None,
-        "bar": None,
-        "quality": None,
-        "priority": None,
-        "queued": False,
-        "duplicate_of": None,
-        "agreement": agreement,
-        "decided_at": stamp,
-    }
 
 
 # -- the simulated expert -------------------------------------------------------------------
