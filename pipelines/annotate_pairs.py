@@ -86,7 +86,9 @@ def queued_pairs(catalog: Catalog, round_: int | None) -> list[dict[str, Any]]:
     """
     rows = catalog.named("queued_pairs", {"round": round_}).to_pylist()
     for row in rows:
-        if not row["model_response"]:
+        # an empty answer is an answer (a young model may stop at once); only a missing one
+        # means the pair was never scored
+        if row["model_response"] is None:
             raise ValueError(
                 f"queued pair {row['candidate_id']} (round {row['round']}) has no model "
                 "response in pair_scores: score the round's pairs before pushing them"

@@ -285,7 +285,9 @@ def route_pairs_round(catalog: Catalog, settings: Settings, round_: int) -> Coun
     scored = catalog.query(
         """
         SELECT p.candidate_id, p.model_id, p.rule_reason, p.score, p.own_score,
-               coalesce(trim(p.model_response) = trim(c.text), false) AS same_as_model
+               -- nothing for an expert to choose: the model wrote the candidate, or wrote
+               -- nothing (a young model may stop at once; an empty side is not blind)
+               coalesce(trim(p.model_response) IN (trim(c.text), ''), false) AS same_as_model
         FROM pair_scores p JOIN candidates c USING (candidate_id)
         WHERE p.round = ? ORDER BY p.candidate_id
         """,

@@ -41,9 +41,10 @@ The gap ``score - own_score`` then reads like the text path's margin around the 
 4. otherwise ``hard``, ``near_model_response``, ``priority = 1 - |gap| / margin`` (1 when
    the two answers are level: an expert's preference is least predictable there); the top
    ``budget`` by priority (ties: ascending ``candidate_id``) are ``queued``. A candidate
-   that *is* the model's answer (optional column ``same_as_model``) gets priority 0 and is
-   never queued: an expert shown two identical answers has nothing to choose, and the
-   model writes it already. It waits, and the next round's model answers again.
+   that *is* the model's answer (optional column ``same_as_model``, which the pair step
+   also sets when the model's answer is empty) gets priority 0 and is never queued: an
+   expert shown two identical answers has nothing to choose, and the model writes it
+   already (an empty side would not be blind). It waits, and the next round's model answers again.
 
 Two rules judge an answer as an answer, for any data (``PAIR_RULE_REASONS``):
 

@@ -200,3 +200,38 @@ def test_cli_import_and_status(tmp_path):
     assert "6 new annotation(s)" in imported.stdout and "1 rewrite(s)" in imported.stdout
     status = runner.invoke(app, ["annotate", "status", "--home", str(home)])
     assert '"answered": 6' in status.stdout and '"waiting": 0' in status.stdout
+
+
+def test_an_empty_own_answer_is_never_queued_and_a_missing_one_is_refused(tmp_path):
+    """A young model may stop at once: a pair against an empty answer is not blind (one side
+    is empty), so the route keeps it hard and unqueued. A queued pair with no pair_scores row
+    at all is refused at push, naming it."""
+    import pyarrow as pa
+
+    from pipelines.catalog import SCHEMAS
+    from pipelines.score_pairs import route_pairs_round
+
+    catalog = make_pair_home(tmp_path / "home", 3)
+    rows = catalog.query("SELECT * FROM pair_scores ORDER BY candidate_id").to_pylist()
+    for row in rows:
+        row["score"], row["own_score"] = 0.1, 0.0  # hard: inside the margin
+    rows[0]["model_response"] = ""
+    for p in (catalog.home / "lake" / "pair_scores").glob("test-*.parquet"):
+        p.unlink()  # replaced by the rows below
+    catalog.write("pair_scores", pa.Table.from_pylist(rows, SCHEMAS["pair_scores"]), "again")
+    route_pairs_round(catalog, Settings(), 1)
+    latest = {
+        r["candidate_id"]: (r["decision"], r["queued"])
+        for r in catalog.query("SELECT * FROM latest_decisions").to_pylist()
+    }
+    assert latest[rows[0]["candidate_id"]] == ("hard", False)
+    assert latest[rows[1]["candidate_id"]] == ("hard", True)
+    _, n = annotate_pairs.push(catalog, 1, "m")
+    assert n == 2
+
+    missing = make_pair_home(tmp_path / "other", 1)
+    missing_id = missing.query("SELECT candidate_id FROM pair_scores").to_pylist()[0]
+    for p in (missing.home / "lake" / "pair_scores").glob("test-*.parquet"):
+        p.unlink()
+    with pytest.raises(ValueError, match=f"queued pair {missing_id['candidate_id']}"):
+        annotate_pairs.push(missing, 1, "m")
