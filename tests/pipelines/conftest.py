@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,32 @@ def curated_home(harness, tmp_path_factory, demo_sources) -> Path:
     with catalog.writer("test"):
         annotate.import_export(catalog, settings, export_file, catalog.current_round())
     return home
+
+
+@pytest.fixture
+def killed_in_second_batch(monkeypatch) -> Callable[[], contextlib.AbstractContextManager]:
+    """``with killed_in_second_batch(): ingest(...)``: the ingest dies at the start of its
+    second batch (a KeyboardInterrupt, as a kill would stop it; the block fails if it does
+    not), and the real batch function is back afterwards."""
+    import pipelines.ingest as mod
+
+    real = mod._ingest_batch
+
+    @contextlib.contextmanager
+    def kill() -> Iterator[None]:
+        calls = {"n": 0}
+
+        def crash_on_second(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt("simulated kill")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(mod, "_ingest_batch", crash_on_second)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(mod, "_ingest_batch", real)
+
+    return kill

@@ -221,29 +221,18 @@ def test_unknown_format_and_missing_file(tmp_path, catalog):
         ingest(catalog, str(tmp_path / "x.xml"), role="gold")
 
 
-def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path, catalog, monkeypatch):
+def test_killed_ingest_resumes_without_loss_or_duplicates(
+    tmp_path, catalog, killed_in_second_batch
+):
     rows = [
         {"text": f"Document number {i} talks about topic {i % 7} at some length."}
         for i in range(25)
     ]
     src = write_jsonl(tmp_path / "pool.jsonl", rows + ["broken"])
     cfg = IngestConfig(batch_rows=10)
-    import pipelines.ingest as mod
-
-    real = mod._ingest_batch
-    calls = {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mod, "_ingest_batch", crash_on_second)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_second_batch():
         ingest(catalog, str(src), cfg=cfg)
     assert catalog.scalar("SELECT count(*) FROM candidates") == 10
-    monkeypatch.setattr(mod, "_ingest_batch", real)
     ingest(catalog, str(src), cfg=cfg)
     assert catalog.scalar("SELECT count(*) FROM candidates") == 25
     assert catalog.scalar("SELECT count(DISTINCT candidate_id) FROM candidates") == 25

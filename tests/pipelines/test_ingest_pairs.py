@@ -119,28 +119,15 @@ def test_exact_duplicate_pairs_and_reingest(tmp_path, catalog):
     assert as_text.added == 2 and as_text.duplicates == 3
 
 
-def test_killed_pair_ingest_resumes_with_the_same_ids(tmp_path, catalog, monkeypatch):
+def test_killed_pair_ingest_resumes_with_the_same_ids(tmp_path, catalog, killed_in_second_batch):
     # no id field: ids count occurrences of each pair, replayed from the finished batches
     rows = [{"question": f"Question {i % 9}?", "answer": f"Answer {i % 6}."} for i in range(25)]
     src = write_jsonl(tmp_path / "qa.jsonl", rows)
     cfg = IngestConfig(batch_rows=10)
     clean = Catalog(tmp_path / "clean").init()
     ingest(clean, src, pair=QA, cfg=cfg)
-    import pipelines.ingest as mod
-
-    real = mod._ingest_batch
-    calls = {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mod, "_ingest_batch", crash_on_second)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_second_batch():
         ingest(catalog, src, pair=QA, cfg=cfg)
-    monkeypatch.setattr(mod, "_ingest_batch", real)
     ingest(catalog, src, pair=QA, cfg=cfg)
     query = "SELECT candidate_id, prompt, text FROM candidates ORDER BY candidate_id"
     assert catalog.query(query).to_pylist() == clean.query(query).to_pylist()
